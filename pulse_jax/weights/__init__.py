@@ -1,0 +1,113 @@
+"""Weights: import the reference's files safely, convert them, save/load our checkpoint.
+
+Two routes lead to a :class:`pulse_jax.Generator`:
+
+* PULSE's PyTorch files (``synthesis.pt``, ``mapping.pt``, ``gaussian_fit.pt``):
+  :func:`import_pulse`, or :func:`from_pulse_state_dicts` for in-memory state dicts;
+* NVIDIA's ``karras2019stylegan-ffhq-1024x1024.pkl``: :func:`import_nvidia`.
+
+Neither needs PyTorch or TensorFlow, and neither runs code from the files: their pickles
+are read by restricted unpicklers that only rebuild arrays. Save the result once with
+:func:`save_generator` and load it quickly with :func:`load_generator`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Optional
+
+import jax.numpy as jnp
+import numpy as np
+
+from pulse_jax.generator import Generator
+from pulse_jax.weights.checkpoint import CheckpointError, load_generator, read_manifest, save_generator
+from pulse_jax.weights.gaussian_fit import compute_gaussian_fit
+from pulse_jax.weights.pulse_state_dict import (StateDictError, infer_config, mapping_params,
+                                                mapping_state_dict, state_dict_shapes,
+                                                synthesis_params, synthesis_state_dict)
+
+__all__ = [
+    "CheckpointError", "StateDictError", "compute_gaussian_fit", "from_pulse_state_dicts",
+    "import_nvidia", "import_pulse", "infer_config", "load_generator", "read_manifest",
+    "save_generator", "state_dict_shapes", "source_record",
+]
+
+
+def _gaussian_fit(fit: Optional[Mapping[str, Any]], dlatent_size: int) -> Optional[dict]:
+    if fit is None:
+        return None
+    if not isinstance(fit, Mapping) or set(fit) != {"mean", "std"}:
+        keys = sorted(fit) if isinstance(fit, Mapping) else type(fit).__name__
+        raise StateDictError(f"gaussian_fit must be a dict with keys 'mean' and 'std', found {keys}")
+    out = {}
+    for k in ("mean", "std"):
+        a = np.asarray(fit[k])
+        if a.shape != (dlatent_size,):
+            raise StateDictError(f"gaussian_fit key {k!r}: expected shape ({dlatent_size},), "
+                                 f"found {a.shape}")
+        out[k] = jnp.asarray(a, jnp.float32)
+    return out
+
+
+def from_pulse_state_dicts(synthesis: Mapping[str, Any], mapping: Optional[Mapping[str, Any]] = None,
+                           gaussian_fit: Optional[Mapping[str, Any]] = None) -> Generator:
+    """Build a :class:`Generator` from the reference's state dicts (numpy arrays).
+
+    Args:
+      synthesis: ``G_synthesis.state_dict()`` as ``{key: array}`` (e.g. ``blocks.4x4.const``).
+      mapping: ``G_mapping.state_dict()`` (``dense0.weight`` ...), optional: PULSE's search
+        never runs the mapping network; it is needed only to compute a Gaussian fit.
+      gaussian_fit: ``{"mean": [D], "std": [D]}``, optional.
+
+    The config (resolution, widths, latent size) is inferred from the shapes. Missing or
+    unexpected keys and wrong shapes raise :class:`StateDictError` naming the key and the
+    expected and found shapes.
+    """
+    config = infer_config(synthesis, mapping)
+    params = {"synthesis": synthesis_params(config, synthesis),
+              "mapping": None if mapping is None else mapping_params(config, mapping)}
+    return Generator(config=config, params=params,
+                     gaussian_fit=_gaussian_fit(gaussian_fit, config.dlatent_size))
+
+
+def source_record(path: os.PathLike, role: str) -> dict:
+    """``{"role", "path", "sha256", "bytes"}`` of a source file, for checkpoint manifests."""
+    from pulse_jax.weights.torch_files import sha256_file
+    return {"role": role, "path": os.path.abspath(path), "sha256": sha256_file(path),
+            "bytes": os.path.getsize(path)}
+
+
+def import_pulse(synthesis_path: os.PathLike, mapping_path: Optional[os.PathLike] = None,
+                 gaussian_fit_path: Optional[os.PathLike] = None) -> Generator:
+    """Read PULSE's ``synthesis.pt`` (and optionally ``mapping.pt``, ``gaussian_fit.pt``).
+
+    Both PyTorch formats are read (zip archive and legacy, storages tagged ``cuda:0``
+    included) without PyTorch; a pickle referring to anything but tensors and dicts is
+    refused before it runs.
+    """
+    from pulse_jax.weights.torch_files import load_torch_file
+
+    def state_dict(path, what):
+        obj = load_torch_file(path)
+        if not isinstance(obj, Mapping):
+            raise StateDictError(f"{path}: expected a {what} state dict, found {type(obj).__name__}")
+        return obj
+
+    syn = state_dict(synthesis_path, "synthesis")
+    mapping = None if mapping_path is None else state_dict(mapping_path, "mapping")
+    fit = None if gaussian_fit_path is None else state_dict(gaussian_fit_path, "gaussian fit")
+    return from_pulse_state_dicts(syn, mapping, fit)
+
+
+def import_nvidia(pkl_path: os.PathLike, network: str = "Gs") -> Generator:
+    """Read NVIDIA's StyleGAN v1 pickle (e.g. ``karras2019stylegan-ffhq-1024x1024.pkl``).
+
+    ``network`` picks one of the pickled ``(G, D, Gs)``: ``Gs``, the moving average that
+    NVIDIA and PULSE use. No TensorFlow is needed and no code from the pickle runs. The
+    result has mapping weights but no Gaussian fit: compute one with
+    :func:`compute_gaussian_fit` or load PULSE's ``gaussian_fit.pt``.
+    """
+    from pulse_jax.weights import nvidia_pickle
+    nv = nvidia_pickle.load_nvidia_pickle(pkl_path, network=network)
+    syn, mapping = nvidia_pickle.nvidia_to_pulse_state_dicts(nv)
+    return from_pulse_state_dicts(syn, mapping)

@@ -1,0 +1,192 @@
+"""Our own generator checkpoint: a folder with ``manifest.json`` and ``arrays.npz``.
+
+``arrays.npz`` is a plain NumPy zip (read with ``allow_pickle=False``, so loading runs no
+code) holding every parameter under its ``/``-joined params path, plus ``gaussian_fit/mean``
+and ``gaussian_fit/std``. ``manifest.json`` records the format version, the
+:class:`GeneratorConfig`, every array's shape and stored dtype, the SHA-256 of
+``arrays.npz`` (checked on load) and the checksums of the files it was converted from.
+The folder is written under a temporary name and renamed into place, so a crash never
+leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+from typing import Any, Mapping, Optional, Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+from pulse_jax import stylegan
+from pulse_jax.generator import Generator
+from pulse_jax.stylegan import GeneratorConfig
+
+FORMAT = "pulse-jax-generator"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+ARRAYS = "arrays.npz"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder that is missing, incomplete, corrupt or of another format."""
+
+
+def _sha256(path: os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _flatten(tree: Mapping, prefix: str = "") -> dict[str, np.ndarray]:
+    out = {}
+    for k, v in tree.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, name + "/"))
+        elif v is not None:
+            out[name] = v if hasattr(v, "shape") else np.asarray(v)
+    return out
+
+
+def _unflatten(flat: Mapping[str, np.ndarray]) -> dict:
+    tree: dict = {}
+    for name, v in flat.items():
+        *parents, leaf = name.split("/")
+        node = tree
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = v
+    return tree
+
+
+def save_generator(generator: Generator, path: os.PathLike, *,
+                   sources: Sequence[Mapping[str, Any]] = (), dtype: str = "float32",
+                   extra: Optional[Mapping[str, Any]] = None, overwrite: bool = True) -> pathlib.Path:
+    """Write ``generator`` to the checkpoint folder ``path``.
+
+    Args:
+      generator: what to save (params, gaussian fit and config).
+      path: the checkpoint folder; replaced atomically if it exists and ``overwrite``.
+      sources: records of the files it came from, e.g. ``{"path": ..., "sha256": ...}``.
+      dtype: storage dtype of the parameters, "float32" (exact) or "float16" (half the
+        size; loading casts back to float32). The Gaussian fit is always float32.
+      extra: more JSON-serializable fields for the manifest (e.g. a licence note).
+    """
+    if dtype not in ("float32", "float16"):
+        raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
+    path = pathlib.Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists")
+    flat = {f"params/{k}": np.asarray(v).astype(dtype) for k, v in _flatten(generator.params).items()}
+    if generator.gaussian_fit is not None:
+        flat.update({f"gaussian_fit/{k}": np.asarray(v, np.float32)
+                     for k, v in generator.gaussian_fit.items()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        np.savez(tmp / ARRAYS, **flat)
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "config": generator.config.to_dict(),
+            "has_mapping": generator.has_mapping,
+            "has_gaussian_fit": generator.gaussian_fit is not None,
+            "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in flat.items()},
+            "arrays_sha256": _sha256(tmp / ARRAYS),
+            "sources": [dict(s) for s in sources],
+            **(dict(extra) if extra else {}),
+        }
+        with open(tmp / MANIFEST, "w") as f:
+            json.dump(manifest, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def read_manifest(path: os.PathLike) -> dict:
+    """The manifest of checkpoint folder ``path`` (raises CheckpointError if unreadable)."""
+    path = pathlib.Path(path)
+    mpath = path / MANIFEST
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: not a pulse-jax checkpoint folder (it does not exist or "
+                              "is a file; convert weights with `pulse-jax convert`)")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no {MANIFEST}: incomplete or not a pulse-jax checkpoint") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{mpath}: corrupt manifest ({e})") from None
+    if manifest.get("format") != FORMAT:
+        raise CheckpointError(f"{mpath}: format {manifest.get('format')!r} is not {FORMAT!r}")
+    if manifest.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{mpath}: format version {manifest['format_version']} is newer than "
+                              f"this pulse-jax reads ({FORMAT_VERSION}); upgrade pulse-jax")
+    return manifest
+
+
+def load_generator(path: os.PathLike, verify: bool = True) -> Generator:
+    """Load a :class:`Generator` written by :func:`save_generator`.
+
+    Checks the arrays' checksum (``verify``), names and shapes against the manifest and
+    the config; parameters come back as float32.
+    """
+    path = pathlib.Path(path)
+    manifest = read_manifest(path)
+    apath = path / ARRAYS
+    if not apath.is_file():
+        raise CheckpointError(f"{path}: {ARRAYS} is missing")
+    if verify and _sha256(apath) != manifest.get("arrays_sha256"):
+        raise CheckpointError(f"{apath}: checksum mismatch (the file is corrupt or was modified)")
+    try:
+        with np.load(apath, allow_pickle=False) as f:
+            flat = {k: f[k] for k in f.files}
+    except Exception as e:  # zipfile / format errors from a damaged file
+        raise CheckpointError(f"{apath}: unreadable ({type(e).__name__}: {e})") from None
+    expected = manifest["arrays"]
+    if set(flat) != set(expected):
+        raise CheckpointError(f"{apath}: arrays {sorted(set(flat) ^ set(expected))[:5]} "
+                              "differ from the manifest")
+    for k, v in flat.items():
+        if list(v.shape) != expected[k]["shape"]:
+            raise CheckpointError(f"{apath}: {k} has shape {v.shape}, manifest says {expected[k]['shape']}")
+    config = GeneratorConfig.from_dict(manifest["config"])
+    tree = _unflatten({k: v.astype(np.float32) for k, v in flat.items()})
+    params = tree.get("params", {})
+    params.setdefault("mapping", None)
+    fit = tree.get("gaussian_fit")
+    fit = None if fit is None else {k: jnp.asarray(v) for k, v in fit.items()}
+    gen = Generator(config=config, params=params, gaussian_fit=fit)
+    _check_shapes(gen)
+    return gen
+
+
+def _check_shapes(gen: Generator) -> None:
+    """The params must have exactly the names and shapes that the config implies."""
+    expected = {k: v.shape for k, v in _flatten(stylegan.param_shapes(gen.config)).items()
+                if gen.has_mapping or not k.startswith("mapping/")}
+    got = {k: v.shape for k, v in _flatten(gen.params).items()}
+    if expected != got:
+        diff = sorted(k for k in set(expected) | set(got) if expected.get(k) != got.get(k))
+        raise CheckpointError(
+            "checkpoint parameters do not match its config: "
+            + ", ".join(f"{k}: expected {expected.get(k)}, found {got.get(k)}" for k in diff[:5]))

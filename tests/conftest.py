@@ -1,0 +1,27 @@
+"""Shared test set-up: float32 parity needs full-precision matmuls and convs."""
+
+import os
+import pathlib
+
+# Fake several CPU devices before JAX initialises, so sharding tests have devices to use.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+jax.config.update("jax_default_matmul_precision", "highest")
+
+DATA = pathlib.Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def ref():
+    """The reference fixture (NCHW arrays produced by the official PyTorch PULSE)."""
+    with np.load(DATA / "pulse_ref_small_seed0.npz") as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> pathlib.Path:
+    return DATA

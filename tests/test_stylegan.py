@@ -1,0 +1,167 @@
+"""Parity of the StyleGAN v1 generator with the PULSE reference fixture."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import pulse_jax
+from pulse_jax import stylegan
+from pulse_jax.stylegan import GeneratorConfig
+from pulse_jax.weights import pulse_state_dict as psd
+
+from helpers import assert_close, fixture_generator, fixture_noises, nchw, nhwc, state_dicts
+
+FIXTURE_CONFIG = GeneratorConfig(resolution=128, fmap_base=512, fmap_max=32)
+
+
+def test_config_derivations():
+    cfg = GeneratorConfig()
+    assert cfg.num_layers == 18
+    assert cfg.widths == (512, 512, 512, 512, 256, 128, 64, 32, 16)
+    assert cfg.noise_shapes[0] == (4, 4, 1) and cfg.noise_shapes[-1] == (1024, 1024, 1)
+    assert [cfg.is_fused(r) for r in cfg.block_resolutions] == [False] * 5 + [True] * 4
+    assert FIXTURE_CONFIG.widths == (32, 32, 32, 32, 16, 8)
+    assert FIXTURE_CONFIG.num_layers == 12
+    # spec 1.5 example
+    assert GeneratorConfig(resolution=32, fmap_base=256, fmap_max=64).widths == (64, 64, 32, 16)
+    for bad in (4, 2048, 100, 0):
+        with pytest.raises(ValueError, match="power of two"):
+            GeneratorConfig(resolution=bad)
+    assert GeneratorConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_infer_config_from_fixture(ref):
+    syn, mapping, _ = state_dicts(ref)
+    assert psd.infer_config(syn, mapping) == FIXTURE_CONFIG
+
+
+def test_mapping_parity(ref):
+    gen = fixture_generator(ref)
+    w = gen.map(ref["mapping_io/z"])
+    assert_close(w, ref["mapping_io/w"], atol=1e-4, rtol=1e-5, what="mapping")
+
+
+def test_synthesis_parity(ref):
+    gen = fixture_generator(ref)
+    wplus = ref["synthesis_io/dlatents"]
+    noises = fixture_noises(ref)
+    raw, state = stylegan.Synthesis(gen.config).apply(
+        {"params": gen.params["synthesis"]}, jnp.asarray(wplus), noises,
+        mutable=["intermediates"])
+    assert_close(nchw(np.asarray(raw)), ref["synthesis_io/image_raw"], atol=1e-3, rtol=1e-4,
+                 what="image_raw")
+    assert_close(nchw((np.asarray(raw) + 1) / 2), ref["synthesis_io/image01"], atol=5e-4,
+                 rtol=1e-4, what="image01")
+    blocks = state["intermediates"]
+    for res in gen.config.block_resolutions:
+        name = f"{res}x{res}"
+        got = np.asarray(blocks[f"block_{name}"][0][0])  # sample 0, HWC
+        assert_close(np.moveaxis(got, -1, 0), ref[f"synthesis_io/block_out_sample0/{name}"],
+                     atol=2e-3, rtol=1e-4, what=name)
+    # The jitted public method agrees with the eager module (up to XLA fusion rounding).
+    jitted = np.asarray(gen.synthesize(wplus, noises))
+    assert_close(nchw(jitted), ref["synthesis_io/image_raw"], atol=1e-3, rtol=1e-4, what="jit")
+
+
+def test_fused_block_is_flipped_conv(ref):
+    """The 128x128 block takes the fused path; the unflipped kernel must NOT match."""
+    gen = fixture_generator(ref)
+    assert gen.config.is_fused(128) and not gen.config.is_fused(64)
+    wrong = GeneratorConfig(resolution=128, fmap_base=512, fmap_max=32, fused_min_resolution=256)
+    raw = stylegan.synthesize(wrong, gen.params["synthesis"], ref["synthesis_io/dlatents"],
+                              fixture_noises(ref))
+    assert np.abs(nchw(np.asarray(raw)) - ref["synthesis_io/image_raw"]).max() > 0.1
+
+
+def test_batch_independence(ref):
+    """Each sample's image does not depend on the batch it is in (up to the float32
+    reduction-order rounding that a different batch shape brings on CPU)."""
+    gen = fixture_generator(ref)
+    wplus = ref["synthesis_io/dlatents"]
+    noises = fixture_noises(ref)
+    both = np.asarray(gen.synthesize(wplus, noises))
+    one = np.asarray(gen.synthesize(wplus[1:], [n[1:] for n in noises]))
+    np.testing.assert_allclose(one[0], both[1], atol=1e-4, rtol=1e-5)
+
+
+def test_remat_matches(ref):
+    gen = fixture_generator(ref)
+    wplus, noises = ref["synthesis_io/dlatents"], fixture_noises(ref)
+
+    def loss(w, remat):
+        return jnp.sum(stylegan.synthesize(gen.config, gen.params["synthesis"], w, noises,
+                                           remat=remat) ** 2)
+
+    g0 = jax.grad(loss)(jnp.asarray(wplus), False)
+    g1 = jax.grad(loss)(jnp.asarray(wplus), True)
+    np.testing.assert_allclose(np.asarray(g1), np.asarray(g0), rtol=1e-4,
+                               atol=1e-5 * float(jnp.abs(g0).max()))
+
+
+def test_input_validation(ref):
+    gen = fixture_generator(ref)
+    noises = fixture_noises(ref)
+    with pytest.raises(ValueError, match=r"wplus must be \[B, 12, 512\]"):
+        gen.synthesize(np.zeros((2, 18, 512), np.float32), noises)
+    with pytest.raises(ValueError, match="expected 12 noise maps"):
+        gen.synthesize(ref["synthesis_io/dlatents"], noises[:-1])
+    with pytest.raises(ValueError, match="noise 3"):
+        bad = list(noises)
+        bad[3] = np.zeros((2, 4, 4, 1), np.float32)
+        gen.synthesize(ref["synthesis_io/dlatents"], bad)
+
+
+def test_1024_state_dict_keys_and_shapes(data_dir):
+    """Our key/shape list at 1024 equals the reference's (100 + 16 keys, same order)."""
+    spec = json.loads((data_dir / "pulse_1024_state_dict_shapes.json").read_text())
+    ours = psd.state_dict_shapes(GeneratorConfig())
+    for part in ("synthesis", "mapping"):
+        theirs = [(e["key"], tuple(e["shape"])) for e in spec[part]["state_dict"]]
+        assert list(ours[part].items()) == theirs
+    assert len(ours["synthesis"]) == 100 and len(ours["mapping"]) == 16
+    params = stylegan.param_shapes(GeneratorConfig())
+    n_syn = sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params["synthesis"]))
+    n_map = sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params["mapping"]))
+    assert n_syn == spec["synthesis"]["num_parameters"] == 24110771
+    assert n_map == spec["mapping"]["num_parameters"] == 2101248
+
+
+def test_state_dict_round_trip(ref):
+    syn, mapping, _ = state_dicts(ref)
+    gen = fixture_generator(ref)
+    back = psd.synthesis_state_dict(gen.config, gen.params["synthesis"])
+    assert list(back) == list(syn)
+    for k in syn:
+        np.testing.assert_array_equal(back[k], syn[k], err_msg=k)
+    mback = psd.mapping_state_dict(gen.config, gen.params["mapping"])
+    for k in mapping:
+        np.testing.assert_array_equal(mback[k], mapping[k], err_msg=k)
+
+
+def test_bad_state_dicts_name_the_key(ref):
+    syn, mapping, fit = state_dicts(ref)
+    from pulse_jax.weights import from_pulse_state_dicts, StateDictError
+    bad = dict(syn)
+    bad["blocks.8x8.conv1.bias"] = np.zeros(7, np.float32)
+    with pytest.raises(StateDictError, match=r"'blocks\.8x8\.conv1\.bias'.*expected shape \(32,\), found \(7,\)"):
+        from_pulse_state_dicts(bad)
+    bad = dict(syn)
+    del bad["blocks.16x16.epi2.noise.weight"]
+    with pytest.raises(StateDictError, match=r"missing keys \['blocks\.16x16\.epi2\.noise\.weight'\]"):
+        from_pulse_state_dicts(bad)
+    bad = dict(syn, **{"blocks.16x16.extra": np.zeros(3)})
+    with pytest.raises(StateDictError, match="unexpected keys.*blocks.16x16.extra"):
+        from_pulse_state_dicts(bad)
+    bad = dict(syn)
+    bad["blocks.8x8.conv0_up.intermediate.kernel"] = np.ones((1, 1, 3, 3), np.float32)
+    with pytest.raises(StateDictError, match="blur"):
+        from_pulse_state_dicts(bad)
+    with pytest.raises(StateDictError, match=r"'dense3\.weight'.*expected shape \(512, 512\)"):
+        from_pulse_state_dicts(syn, dict(mapping, **{"dense3.weight": np.zeros((512, 3))}))
+    with pytest.raises(StateDictError, match=r"gaussian_fit key 'std'"):
+        from_pulse_state_dicts(syn, mapping, {"mean": fit["mean"], "std": fit["std"][:3]})
+    with pytest.raises(StateDictError, match="blocks.4x4"):
+        from_pulse_state_dicts(mapping)
