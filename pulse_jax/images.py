@@ -1,0 +1,934 @@
+"""Reading, checking and writing images for PULSE: LR inputs in, HR faces and manifests out.
+
+This module is the only place where pulse-jax touches image files. Everything else works on
+float32 arrays in ``[0, 1]``, channels last (``[S, S, 3]`` per face, ``[B, S, S, 3]`` batched).
+
+Finding inputs
+--------------
+``discover_inputs`` turns what a user typed into a sorted list of files::
+
+    discover_inputs("input/")            # folder: *.png, *.jpg, *.jpeg (any case), not recursive
+    discover_inputs("input/*_0.png")     # glob pattern (``**`` recurses)
+    discover_inputs("@faces.txt")        # list file: one path per line, relative to the list
+    discover_inputs("faces.txt")         #   file's folder; blank lines and ``#`` lines skipped
+    discover_inputs(["a.png", "more/"])  # several of the above, concatenated
+
+Folders and globs are sorted by file name so a run is deterministic (the reference used the
+file system's order, which differs between machines). List files keep their own order.
+
+Loading and validating one face
+-------------------------------
+``load_image(path)`` returns ``(x, notes)``: ``x`` is float32 ``[S, S, 3]`` in ``[0, 1]`` and
+``notes`` lists the conversions made, for the log. Any problem raises ``ImageError`` (a
+``ValueError``) whose message names the file and the problem, so a batch can record it and go on
+with the other faces. The rules:
+
+* 8-bit samples become ``u8 / 255`` in float32, exactly what the reference's ``ToTensor`` does.
+* Grayscale (``L``, ``1``) is replicated to RGB; palette (``P``) images go through their palette;
+  CMYK (and YCbCr) JPEGs are converted to RGB by Pillow. Each conversion adds a note.
+* An alpha channel (``RGBA``, ``LA``, ``PA``, or a PNG ``tRNS`` colour key) that is fully opaque is
+  dropped with a note. Any transparent pixel is refused: a transparent background has no clear
+  meaning for a face, so the user should flatten it onto the background they want.
+* 16-bit PNGs (gray, gray+alpha, RGB, RGBA; interlaced or not) are decoded at full precision by a
+  small decoder here (Pillow reduces 16-bit RGB to 8 bits) and scaled by ``1 / 65535``. Its
+  row filters run in Python: about 0.6 s for a 512 x 512 16-bit RGBA file at worst.
+* An EXIF orientation other than "normal" is applied (with a note), as an image viewer would.
+* Corrupt files, truncated files (including a PNG whose final ``IEND`` chunk is missing, and any
+  chunk whose CRC is wrong) and files that are not images at all are refused. Pillow's
+  ``ImageFile.LOAD_TRUNCATED_IMAGES`` is forced off while decoding, so a truncated image is never
+  silently padded with gray.
+* The image must be square. ``check_size(S, resolution)`` (or ``load_image(path, resolution=...)``)
+  also checks that ``S`` divides the generator's resolution, which PULSE's bicubic downscale needs,
+  and its message lists the sizes that would work.
+
+Writing results
+---------------
+``to_uint8`` converts floats to bytes by truncation, ``floor(255 * clip(x, 0, 1))``, like the
+reference's ``ToPILImage`` (spec 8.9); ``rounding="round"`` is available. ``save_png`` writes an
+8-bit RGB PNG. Every writer here is atomic: ``atomic_write_bytes`` / ``atomic_write_text`` write a
+temporary file in the target's folder, fsync it and ``os.replace`` it over the target, so a crash
+leaves either the old file or the new one, never half of one. ``append_jsonl`` adds exactly one
+complete line to a JSON-lines manifest with a single ``write`` on an ``O_APPEND`` descriptor, and
+``read_jsonl`` reads the complete records back, skipping a partial last line left by a crash.
+
+``contact_sheet`` draws one row, ``LR input | best HR | r0 | r1 | ...``, each tile labelled with its
+l2 (and, given ``eps``, whether it is within it), for looking at the restarts of one face.
+
+Example::
+
+    from pulse_jax import images
+    paths = images.discover_inputs("input/")
+    for p in paths:
+        try:
+            lr, notes = images.load_image(p, resolution=1024)
+        except images.ImageError as err:
+            print("skipped:", err)
+            continue
+        ...
+        images.save_png(f"runs/{p.stem}.png", hr)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob as _glob
+import io
+import json
+import math
+import os
+import pathlib
+import struct
+import tempfile
+import threading
+import zlib
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFile, ImageFont, UnidentifiedImageError
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "ImageError",
+    "append_jsonl",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "check_size",
+    "contact_sheet",
+    "discover_inputs",
+    "encode_png",
+    "load_image",
+    "read_jsonl",
+    "save_png",
+    "to_uint8",
+    "valid_lr_sizes",
+]
+
+PathLike = str | os.PathLike
+
+#: File name endings (compared case-insensitively) that folders and globs yield.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+Rounding = Literal["truncate", "round"]
+
+
+class ImageError(ValueError):
+    """A problem with one input image (or an input specification), with a human message.
+
+    Attributes:
+      path: the file concerned, or ``None`` when the problem is not about one file
+        (for example ``check_size`` called on its own).
+      message: the description of the problem, without the path.
+
+    ``str(err)`` is ``"<path>: <message>"`` (or just the message when there is no path).
+    """
+
+    def __init__(self, path: PathLike | None, message: str):
+        self.path = None if path is None else pathlib.Path(path)
+        self.message = message
+        super().__init__(self.path, message)  # args stay picklable across processes
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path is not None else self.message
+
+
+# --------------------------------------------------------------------------------------------
+# Discovering inputs
+# --------------------------------------------------------------------------------------------
+
+
+def _is_image_name(p: pathlib.Path) -> bool:
+    return p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+
+
+def _read_list_file(list_path: pathlib.Path) -> list[pathlib.Path]:
+    if not list_path.is_file():
+        raise ImageError(list_path, "list file not found")
+    try:
+        text = list_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ImageError(list_path, f"cannot read list file ({e})") from e
+    base = list_path.parent
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        p = pathlib.Path(line).expanduser()
+        out.append(p if p.is_absolute() else base / p)
+    if not out:
+        raise ImageError(
+            list_path, "list file names no images (every line is blank or a '#' comment)"
+        )
+    return out
+
+
+def _discover_one(spec: PathLike) -> list[pathlib.Path]:
+    s = os.fspath(spec)
+    if s.startswith("@"):
+        return _read_list_file(pathlib.Path(s[1:]).expanduser())
+    p = pathlib.Path(s).expanduser()
+    if p.is_dir():
+        found = sorted((q for q in p.iterdir() if q.is_file() and _is_image_name(q)),
+                       key=lambda q: q.name)
+        if not found:
+            raise ImageError(p, "folder holds no PNG or JPEG images "
+                            "(looked for *.png, *.jpg, *.jpeg in any case, not in subfolders)")
+        return found
+    if p.suffix.lower() == ".txt":
+        return _read_list_file(p)
+    if p.is_file():
+        return [p]
+    if _glob.has_magic(s):
+        found = sorted(
+            (pathlib.Path(q) for q in _glob.glob(os.path.expanduser(s), recursive=True)
+             if os.path.isfile(q) and _is_image_name(pathlib.Path(q))),
+            key=lambda q: (q.name, str(q)),
+        )
+        if not found:
+            raise ImageError(None, f"glob pattern {s!r} matched no PNG or JPEG files "
+                                   "(*.png, *.jpg, *.jpeg in any case)")
+        return found
+    raise ImageError(p, "no such file, folder or list file")
+
+
+def discover_inputs(spec: PathLike | Sequence[PathLike]) -> list[pathlib.Path]:
+    """Lists the input images named by ``spec``.
+
+    Args:
+      spec: one of
+        * a folder: its ``*.png``, ``*.jpg`` and ``*.jpeg`` files (any case, hidden files
+          skipped, not recursive), sorted by file name;
+        * a glob pattern such as ``"faces/*_0.png"`` (``**`` recurses): the matching files with
+          those endings, sorted by file name;
+        * a list file, written ``"@list.txt"`` or any path ending in ``.txt``: one path per line,
+          relative paths taken from the list file's folder, blank lines and lines starting with
+          ``#`` ignored, order kept. Listed files are not checked here: a missing one is
+          reported by ``load_image`` like any other bad file, so it does not stop a batch;
+        * a path to one file: that file;
+        * a sequence of the above: their results concatenated in order.
+      A path that appears twice is kept once (the first time).
+
+    Returns:
+      The image paths, as ``pathlib.Path``.
+
+    Raises:
+      ImageError: when something names nothing (a missing path, an empty folder, a glob that
+        matches nothing, a list file with no entries). The message says what was searched.
+    """
+    specs = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)
+    if not specs:
+        raise ImageError(None, "no inputs given (an empty list of folders/files)")
+    out: list[pathlib.Path] = []
+    seen: set[str] = set()
+    for s in specs:
+        for p in _discover_one(s):
+            key = os.path.normcase(os.path.abspath(p))
+            if key not in seen:
+                seen.add(key)
+                out.append(p)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Sizes
+# --------------------------------------------------------------------------------------------
+
+
+def valid_lr_sizes(resolution: int) -> list[int]:
+    """The LR sizes ``S < resolution`` with ``resolution / S`` an integer, ascending.
+
+    For 1024: ``[1, 2, 4, 8, 16, 32, 64, 128, 256, 512]``.
+    """
+    return [s for s in range(1, resolution) if resolution % s == 0]
+
+
+def check_size(size: int, resolution: int) -> int:
+    """Checks an LR size against the generator's resolution and returns the factor.
+
+    PULSE's bicubic downscale needs an integer factor ``resolution / size``, and a factor of at
+    least 2 (factor 1 is not the identity in the reference, spec 8.10, and is not a
+    super-resolution).
+
+    Args:
+      size: the LR image's side ``S`` in pixels.
+      resolution: the generator's output side (1024 for the FFHQ model).
+
+    Returns:
+      ``resolution // size``.
+
+    Raises:
+      ImageError (path ``None``): when ``size`` does not divide ``resolution`` or is not smaller;
+        the message lists the sizes that work.
+    """
+    if not isinstance(resolution, (int, np.integer)) or resolution < 2:
+        raise ValueError(f"generator resolution must be an integer >= 2, got {resolution!r}")
+    valid = ", ".join(map(str, valid_lr_sizes(int(resolution))))
+    if size < 1:
+        raise ImageError(None, f"LR size must be a positive number of pixels, got {size}; "
+                               f"valid sizes are {valid}")
+    if size >= resolution:
+        raise ImageError(
+            None,
+            f"LR size {size}x{size} is not smaller than the generator's resolution "
+            f"{resolution}x{resolution}; PULSE needs a low-resolution face whose size divides "
+            f"{resolution}: valid sizes are {valid} (downscale a larger face first)",
+        )
+    if resolution % size:
+        raise ImageError(
+            None,
+            f"LR size {size}x{size} does not divide the generator's resolution {resolution} "
+            f"(factor {resolution / size:.4g} is not an integer, and PULSE's bicubic downscale "
+            f"needs an integer factor); valid sizes are {valid}",
+        )
+    return int(resolution) // int(size)
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding
+# --------------------------------------------------------------------------------------------
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+          (0, 1, 1, 2))
+_TRUNCATION_LOCK = threading.Lock()
+
+
+def _png_chunks(path: pathlib.Path, data: bytes) -> list[tuple[bytes, bytes]]:
+    """Walks a PNG's chunks, checking lengths and CRCs, up to and including IEND."""
+    chunks = []
+    pos = len(_PNG_SIGNATURE)
+    n = len(data)
+    while True:
+        if pos + 8 > n:
+            raise ImageError(path, f"PNG file is truncated: it ends after {n} bytes, inside a "
+                                   "chunk header, before the final IEND chunk")
+        length, ctype = struct.unpack(">I4s", data[pos:pos + 8])
+        if length > 0x7FFFFFFF or not ctype.isalpha():
+            raise ImageError(path, f"PNG file is corrupt: invalid chunk header at byte {pos}")
+        end = pos + 12 + length
+        if end > n:
+            raise ImageError(path, f"PNG file is truncated: it ends after {n} bytes, inside the "
+                                   f"{ctype.decode('ascii')} chunk that needs {end} bytes")
+        body = data[pos + 8:pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length:end])
+        if zlib.crc32(ctype + body) & 0xFFFFFFFF != crc:
+            raise ImageError(path, f"PNG file is corrupt: CRC mismatch in the "
+                                   f"{ctype.decode('ascii')} chunk at byte {pos}")
+        chunks.append((ctype, body))
+        pos = end
+        if ctype == b"IEND":
+            return chunks
+
+
+def _paeth(a: int, b: int, c: int) -> int:
+    p = a + b - c
+    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+    if pa <= pb and pa <= pc:
+        return a
+    return b if pb <= pc else c
+
+
+def _unfilter(path, buf: bytes, off: int, rows: int, rowbytes: int, bpp: int) -> np.ndarray:
+    """Undoes PNG's per-row filters; returns uint8 [rows, rowbytes]."""
+    out = np.empty((rows, rowbytes), np.uint8)
+    prev = np.zeros(rowbytes, np.uint8)
+    for y in range(rows):
+        ftype = buf[off]
+        line = np.frombuffer(buf, np.uint8, rowbytes, off + 1)
+        off += rowbytes + 1
+        if ftype == 0:
+            cur = line
+        elif ftype == 1:
+            cur = np.cumsum(line.reshape(-1, bpp), axis=0, dtype=np.uint8).reshape(-1)
+        elif ftype == 2:
+            cur = line + prev
+        elif ftype in (3, 4):
+            cur_b = bytearray(line.tobytes())
+            up = prev.tobytes()
+            for i in range(rowbytes):
+                a = cur_b[i - bpp] if i >= bpp else 0
+                if ftype == 3:
+                    pred = (a + up[i]) >> 1
+                else:
+                    pred = _paeth(a, up[i], up[i - bpp] if i >= bpp else 0)
+                cur_b[i] = (cur_b[i] + pred) & 0xFF
+            cur = np.frombuffer(bytes(cur_b), np.uint8)
+        else:
+            raise ImageError(path, f"PNG file is corrupt: unknown row filter type {ftype}")
+        out[y] = cur
+        prev = out[y]
+    return out
+
+
+def _decode_png16(path, chunks) -> tuple[np.ndarray, np.ndarray | None]:
+    """Decodes a 16-bit PNG: returns (uint16 [H, W, 1 or 3], uint16 alpha [H, W] or None)."""
+    ihdr = chunks[0][1]
+    w, h, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", ihdr)
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(ctype)
+    if channels is None or depth != 16 or interlace not in (0, 1):
+        raise ImageError(path, f"PNG file is corrupt: colour type {ctype} with bit depth {depth}")
+    dec = zlib.decompressobj()
+    try:
+        raw = dec.decompress(b"".join(body for t, body in chunks if t == b"IDAT"))
+    except zlib.error as e:
+        raise ImageError(path, f"PNG file is corrupt: invalid compressed pixel data ({e})") from e
+    if not dec.eof:
+        raise ImageError(path, "PNG file is truncated: its compressed pixel data ends early")
+    bpp = 2 * channels
+    img = np.empty((h, w, channels), np.uint16)
+    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
+    off = 0
+    for x0, y0, dx, dy in passes:
+        pw, ph = -(-(w - x0) // dx), -(-(h - y0) // dy)
+        if pw <= 0 or ph <= 0:
+            continue
+        rowbytes = pw * bpp
+        if off + ph * (rowbytes + 1) > len(raw):
+            raise ImageError(path, "PNG file is corrupt: too little pixel data for its size")
+        rows = _unfilter(path, raw, off, ph, rowbytes, bpp)
+        off += ph * (rowbytes + 1)
+        img[y0::dy, x0::dx] = rows.view(">u2").reshape(ph, pw, channels)
+    if off != len(raw):
+        raise ImageError(path, "PNG file is corrupt: more pixel data than its size needs")
+    alpha = None
+    if ctype in (4, 6):
+        img, alpha = img[..., :-1], img[..., -1]
+    else:
+        trns = [body for t, body in chunks if t == b"tRNS"]
+        if trns:
+            key = np.frombuffer(trns[0], ">u2")
+            if key.size != channels:
+                raise ImageError(path, "PNG file is corrupt: tRNS chunk of the wrong length")
+            alpha = np.where(np.all(img == key, axis=-1), 0, 65535).astype(np.uint16)
+    return img, alpha
+
+
+def _orient(x: np.ndarray, orientation: int) -> np.ndarray:
+    """Applies an EXIF orientation (1..8) to an [H, W, ...] array, as ImageOps.exif_transpose."""
+    t = lambda a: np.swapaxes(a, 0, 1)  # noqa: E731
+    ops = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: t,
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: t(a)[::-1, ::-1],
+        8: lambda a: np.rot90(a, 1),
+    }
+    return np.ascontiguousarray(ops[orientation](x)) if orientation in ops else x
+
+
+@contextlib.contextmanager
+def _no_truncated_loads():
+    """Keeps Pillow's LOAD_TRUNCATED_IMAGES off while decoding, even if someone turned it on."""
+    if not ImageFile.LOAD_TRUNCATED_IMAGES:
+        yield
+        return
+    with _TRUNCATION_LOCK:
+        old, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
+        try:
+            yield
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = old
+
+
+def _split_alpha(path, color: np.ndarray, alpha: np.ndarray | None, opaque: int, mode: str,
+                 notes: list[str]) -> np.ndarray:
+    if alpha is None:
+        return color
+    n_transparent = int(np.count_nonzero(alpha != opaque))
+    if n_transparent:
+        raise ImageError(
+            path,
+            f"image has transparency ({mode}; {n_transparent} of {alpha.size} pixels are not "
+            "fully opaque): a transparent background has no clear meaning for a face; flatten "
+            "it onto the background you want and save it as RGB",
+        )
+    notes.append(f"alpha channel ({mode}) is fully opaque: dropped")
+    return color
+
+
+def _decode(path: pathlib.Path, data: bytes) -> tuple[np.ndarray, list[str]]:
+    """Returns (float32 [H, W, 3] in [0, 1], notes) for any image Pillow can open."""
+    notes: list[str] = []
+    is_png = data.startswith(_PNG_SIGNATURE)
+    chunks = _png_chunks(path, data) if is_png else None
+    try:
+        with _no_truncated_loads():
+            im = Image.open(io.BytesIO(data))
+            im.load()
+    except UnidentifiedImageError as e:
+        raise ImageError(path, "not a readable image: Pillow cannot identify it "
+                               "(corrupt, or not a PNG/JPEG file)") from e
+    except Image.DecompressionBombError as e:
+        raise ImageError(path, f"image is too large to decode safely ({e})") from e
+    except (OSError, SyntaxError, ValueError, EOFError, zlib.error, struct.error) as e:
+        if "truncated" in str(e).lower():
+            raise ImageError(path, f"{_fmt(data)} file is truncated (Pillow: {e})") from e
+        raise ImageError(path, f"{_fmt(data)} file is corrupt ({type(e).__name__}: {e})") from e
+    orientation = 1
+    with contextlib.suppress(Exception):
+        orientation = int(im.getexif().get(0x0112, 1))
+
+    if is_png and chunks and chunks[0][0] == b"IHDR" and len(chunks[0][1]) == 13 and \
+            chunks[0][1][8] == 16:
+        color, alpha = _decode_png16(path, chunks)
+        kind = {1: "gray", 3: "RGB"}[color.shape[-1]] + ("+alpha" if alpha is not None else "")
+        color = _split_alpha(path, color, alpha, 65535, f"16-bit {kind}", notes)
+        if color.shape[-1] == 1:
+            color = np.repeat(color, 3, axis=-1)
+            notes.append("grayscale (16-bit) replicated to RGB")
+        notes.append("16-bit PNG: samples divided by 65535 (precision beyond 8 bits is kept)")
+        x = color.astype(np.float32) / np.float32(65535)
+    else:
+        x = _pillow_to_float(path, im, notes)
+    if orientation != 1 and 1 < orientation <= 8:
+        x = _orient(x, orientation)
+        notes.append(f"EXIF orientation {orientation} applied (image rotated/flipped upright)")
+    return x, notes
+
+
+def _fmt(data: bytes) -> str:
+    if data.startswith(_PNG_SIGNATURE):
+        return "PNG"
+    if data.startswith(b"\xff\xd8"):
+        return "JPEG"
+    return "image"
+
+
+def _pillow_to_float(path, im: Image.Image, notes: list[str]) -> np.ndarray:
+    mode = im.mode
+    has_key = "transparency" in im.info
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        u = np.asarray(im).astype(np.uint16)
+        notes.append("grayscale (16-bit) replicated to RGB")
+        notes.append("16-bit image: samples divided by 65535 (precision beyond 8 bits is kept)")
+        return np.repeat(u[..., None], 3, axis=-1).astype(np.float32) / np.float32(65535)
+    if mode in ("P", "PA"):
+        notes.append(f"palette image ({mode}) converted to RGB through its palette")
+        if mode == "PA" or has_key:
+            rgba = np.asarray(im.convert("RGBA"))
+            u = _split_alpha(path, rgba[..., :3], rgba[..., 3], 255, f"palette {mode} "
+                             + ("alpha" if mode == "PA" else "transparency"), notes)
+        else:
+            u = np.asarray(im.convert("RGB"))
+    elif mode in ("L", "1"):
+        notes.append(f"grayscale ({mode}) replicated to RGB")
+        if has_key:
+            la = np.asarray(im.convert("LA"))
+            g = _split_alpha(path, la[..., :1], la[..., 1], 255, f"{mode} transparency key",
+                             notes)
+        else:
+            g = np.asarray(im.convert("L"))[..., None]
+        u = np.repeat(g, 3, axis=-1)
+    elif mode == "LA":
+        la = np.asarray(im)
+        g = _split_alpha(path, la[..., :1], la[..., 1], 255, "LA", notes)
+        notes.append("grayscale (LA) replicated to RGB")
+        u = np.repeat(g, 3, axis=-1)
+    elif mode == "RGBA":
+        rgba = np.asarray(im)
+        u = _split_alpha(path, rgba[..., :3], rgba[..., 3], 255, "RGBA", notes)
+    elif mode == "RGB":
+        if has_key:
+            rgba = np.asarray(im.convert("RGBA"))
+            u = _split_alpha(path, rgba[..., :3], rgba[..., 3], 255, "RGB transparency key",
+                             notes)
+        else:
+            u = np.asarray(im)
+    elif mode in ("CMYK", "YCbCr"):
+        notes.append(f"{mode} image converted to RGB by Pillow (no colour management)")
+        u = np.asarray(im.convert("RGB"))
+    else:
+        raise ImageError(path, f"unsupported pixel format {mode!r}; use 8-bit or 16-bit "
+                               "RGB or grayscale PNG, or JPEG")
+    return u.astype(np.float32) / np.float32(255)
+
+
+def load_image(path: PathLike, resolution: int | None = None) -> tuple[np.ndarray, list[str]]:
+    """Loads one LR face as float32 ``[S, S, 3]`` in ``[0, 1]``, with notes on conversions.
+
+    Args:
+      path: a PNG or JPEG file (other formats Pillow reads are accepted under the same rules).
+      resolution: if given, the generator's resolution; the size is then checked with
+        ``check_size`` (the error names this file).
+
+    Returns:
+      ``(x, notes)``. ``x``: float32 ``[S, S, 3]``; 8-bit samples are ``u8 / 255`` computed in
+      float32 (bit-identical to torchvision's ``ToTensor``), 16-bit PNG samples ``u16 / 65535``.
+      ``notes``: human sentences about what was converted (grayscale or palette to RGB, opaque
+      alpha dropped, 16-bit kept, CMYK converted, EXIF orientation applied); empty for a plain
+      8-bit RGB file.
+
+    Raises:
+      ImageError: file missing or unreadable; empty; not an image; corrupt; truncated; pixel
+        format not supported; transparent pixels; not square; (with ``resolution``) a size
+        that does not divide it.
+    """
+    path = pathlib.Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as e:
+        raise ImageError(path, "file not found") from e
+    except IsADirectoryError as e:
+        raise ImageError(path, "is a folder, not an image file") from e
+    except OSError as e:
+        raise ImageError(path, f"cannot read file ({e.strerror or e})") from e
+    if not data:
+        raise ImageError(path, "file is empty (0 bytes)")
+    x, notes = _decode(path, data)
+    h, w = x.shape[:2]
+    if h != w:
+        raise ImageError(path, f"image is not square: {w}x{h} (width x height); PULSE needs a "
+                               "square S x S face (crop or align it first)")
+    if resolution is not None:
+        try:
+            check_size(w, resolution)
+        except ImageError as e:
+            raise ImageError(path, e.message) from None
+    return x, notes
+
+
+# --------------------------------------------------------------------------------------------
+# Encoding
+# --------------------------------------------------------------------------------------------
+
+
+def to_uint8(x: Any, rounding: Rounding = "truncate") -> np.ndarray:
+    """Converts floats in ``[0, 1]`` to uint8, like the reference by default.
+
+    ``"truncate"`` (default): ``floor(255 * clip(x, 0, 1))`` computed in float32. This is what
+    torchvision's ``ToPILImage`` does in the reference (spec 8.9): its saved HR images and, more
+    importantly, its LR references (``align_face.py`` output) were made this way, so keeping it
+    reproduces the reference's files bit for bit, and ``u8 / 255`` round-trips exactly
+    (``to_uint8(u / 255) == u`` for every byte). It darkens by 0.5/255 on average.
+    ``"round"``: ``rint(255 * clip(x, 0, 1))``, unbiased; choose it for images that only people
+    look at. NaN becomes 0 in both modes.
+
+    Args:
+      x: array-like (numpy or JAX) of any shape, floats nominally in ``[0, 1]``. A uint8 array
+        is returned unchanged.
+      rounding: ``"truncate"`` or ``"round"``.
+
+    Returns:
+      uint8 array of the same shape.
+    """
+    if rounding not in ("truncate", "round"):
+        raise ValueError(f"rounding must be 'truncate' or 'round', got {rounding!r}")
+    a = np.asarray(x)
+    if a.dtype == np.uint8:
+        return a
+    a = np.nan_to_num(np.clip(a.astype(np.float32), 0.0, 1.0), nan=0.0) * np.float32(255)
+    a = np.floor(a) if rounding == "truncate" else np.rint(a)
+    return a.astype(np.uint8)
+
+
+def encode_png(x: Any, rounding: Rounding = "truncate") -> bytes:
+    """PNG bytes of an 8-bit RGB image from float ``[H, W, 3]`` in ``[0, 1]`` (or uint8)."""
+    u = to_uint8(x, rounding)
+    if u.ndim != 3 or u.shape[-1] != 3:
+        raise ValueError(f"expected an image of shape [H, W, 3], got {u.shape}")
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(u), "RGB").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def save_png(path: PathLike, x: Any, rounding: Rounding = "truncate") -> pathlib.Path:
+    """Writes float ``[H, W, 3]`` in ``[0, 1]`` (or uint8) as an 8-bit RGB PNG, atomically.
+
+    Values are clipped to ``[0, 1]`` and converted by ``to_uint8(x, rounding)`` (truncation by
+    default, as the reference). Missing parent folders are created. Returns the path.
+    """
+    return atomic_write_bytes(path, encode_png(x, rounding))
+
+
+# --------------------------------------------------------------------------------------------
+# Atomic writes and JSON lines
+# --------------------------------------------------------------------------------------------
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _fsync_dir(folder: pathlib.Path) -> None:
+    """Makes a rename durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> pathlib.Path:
+    """Replaces ``path``'s content with ``data`` so that no reader ever sees a partial file.
+
+    Writes a uniquely named temporary file (``.<name>.<random>.tmp``) in the same folder,
+    flushes and fsyncs it, gives it the target's permissions (or the usual ``0o666 & ~umask``
+    for a new file), then ``os.replace``s it over ``path`` and fsyncs the folder. On any
+    exception (including KeyboardInterrupt) the temporary file is removed and ``path`` is left
+    as it was. Missing parent folders are created. Returns the path.
+    """
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        try:
+            _write_all(fd, bytes(data))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            mode = path.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            mode = 0o666 & ~_UMASK
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_text(path: PathLike, text: str, encoding: str = "utf-8") -> pathlib.Path:
+    """``atomic_write_bytes(path, text.encode(encoding))``."""
+    return atomic_write_bytes(path, text.encode(encoding))
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray) or hasattr(o, "__array__"):
+        return np.asarray(o).tolist()
+    if isinstance(o, os.PathLike):
+        return os.fspath(o)
+    raise TypeError(f"object of type {type(o).__name__} is not JSON serializable")
+
+
+def _lock(fd: int, on: bool) -> None:
+    try:
+        import fcntl
+    except ImportError:  # Windows: appends are not serialized between processes.
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX if on else fcntl.LOCK_UN)
+
+
+def append_jsonl(path: PathLike, record: dict) -> None:
+    """Appends ``record`` as one complete JSON line to ``path`` (created if missing).
+
+    The whole line (compact JSON, UTF-8, ending in ``\\n``) goes out in a single ``os.write``
+    on an ``O_APPEND`` descriptor, followed by ``fsync``, under an exclusive ``flock`` so
+    cooperating processes do not interleave. If the file ends in a partial line (left by a crash
+    in an older run), that fragment, which was never a complete record, is cut off first, so the
+    manifest stays one record per line. If the write fails or is short, the file is truncated
+    back to its previous length before the error is raised.
+
+    numpy scalars and arrays, JAX arrays and paths are converted to JSON numbers, lists and
+    strings. NaN and infinity are refused (``ValueError``): they are not JSON; store ``None``.
+    """
+    line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False,
+                      default=_json_default)
+    data = (line + "\n").encode("utf-8")
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        _lock(fd, True)
+        size = os.fstat(fd).st_size
+        if size:
+            tail_start = max(0, size - 65536)
+            while True:
+                tail = os.pread(fd, size - tail_start, tail_start)
+                nl = tail.rfind(b"\n")
+                if nl >= 0 or tail_start == 0:
+                    break
+                tail_start = max(0, tail_start - 65536)
+            keep = tail_start + nl + 1 if nl >= 0 else 0
+            if keep != size:
+                os.ftruncate(fd, keep)
+                size = keep
+        try:
+            n = _write_once(fd, data)
+            if n != len(data):
+                raise OSError(f"short write to {path} ({n} of {len(data)} bytes)")
+            os.fsync(fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            raise
+    finally:
+        with contextlib.suppress(OSError):
+            _lock(fd, False)
+        os.close(fd)
+
+
+def _write_once(fd: int, data: bytes) -> int:
+    return os.write(fd, data)
+
+
+def read_jsonl(path: PathLike) -> list[Any]:
+    """Reads the complete records of a JSON-lines file.
+
+    A final line without its ``\\n`` is the remains of a write interrupted by a crash and is
+    skipped; blank lines are skipped. A missing file gives ``[]`` (nothing done yet).
+
+    Raises:
+      ValueError: a complete line that is not valid JSON (the message gives its line number):
+        that is damage, not an interrupted append, and is not hidden.
+    """
+    try:
+        data = pathlib.Path(path).read_bytes()
+    except FileNotFoundError:
+        return []
+    lines = data.split(b"\n")
+    lines.pop()  # text after the last newline: empty, or a partial line from a crash
+    out = []
+    for i, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            out.append(json.loads(raw.decode("utf-8")))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path}: line {i} is not valid JSON ({e})") from e
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Contact sheet
+# --------------------------------------------------------------------------------------------
+
+_GAP = 6
+_BLACK, _GREEN, _RED, _BEST = (0, 0, 0), (0, 130, 0), (200, 0, 0), (230, 160, 0)
+
+
+def _font(tile: int):
+    size = int(min(16, max(10, tile // 16)))
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, ValueError, ImportError, OSError):  # no FreeType: Pillow's bitmap font
+        return ImageFont.load_default()
+
+
+def _fit(u: np.ndarray, t: int, nearest: bool) -> np.ndarray:
+    """Resizes a uint8 [h, h, 3] tile to [t, t, 3]: integer repeats or box-averaging when exact."""
+    h = u.shape[0]
+    if h == t:
+        return u
+    if nearest and t % h == 0:
+        return np.repeat(np.repeat(u, t // h, axis=0), t // h, axis=1)
+    resample = Image.Resampling.NEAREST if nearest else Image.Resampling.BOX
+    return np.asarray(Image.fromarray(u, "RGB").resize((t, t), resample))
+
+
+def contact_sheet(
+    lr: Any,
+    best_hr: Any,
+    restarts_hr: Any,
+    restart_l2: Any,
+    best_index: int,
+    eps: float | None = None,
+    *,
+    tile_size: int = 256,
+    return_boxes: bool = False,
+) -> np.ndarray | tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """Draws one face's restarts as a single labelled row, for a quick look.
+
+    Layout (left to right): the LR input (nearest-neighbour upscaled to the tile size), the best
+    HR, then every restart's HR; under each tile a label: ``"LR input" / "32x32 (x32)"``,
+    ``"best (r3)" / "l2=0.00191"``, ``"r0" / "l2=0.00342 ok"``. With ``eps``, each l2 line ends
+    in ``ok`` (green, l2 <= eps) or ``>eps`` (red). The best restart's tile has an orange frame in
+    the gap around it. Tiles are ``T = min(R, tile_size)`` pixels; a larger HR is box-averaged
+    down to it. Floats are converted with ``to_uint8`` (truncation), as saved PNGs are, so tile
+    pixels equal the saved images' pixels when no downscaling is needed.
+
+    Args:
+      lr: ``[S, S, 3]`` float in ``[0, 1]`` (or uint8), the LR input.
+      best_hr: ``[R, R, 3]``, the face's chosen HR.
+      restarts_hr: ``[N, R, R, 3]`` (or a sequence of ``[R, R, 3]``), every restart's HR.
+      restart_l2: ``[N]`` floats, each restart's l2 (NaN allowed).
+      best_index: which restart ``best_hr`` came from, in ``[0, N)``.
+      eps: success threshold; ``None`` draws no ok/>eps marks.
+      tile_size: the largest tile side in pixels.
+      return_boxes: also return each tile's ``(x0, y0, x1, y1)`` box (exclusive ends), in
+        order LR, best, r0..r(N-1).
+
+    Returns:
+      uint8 ``[H, W, 3]`` RGB sheet (and the boxes if asked).
+    """
+    lr_u = to_uint8(lr)
+    best_u = to_uint8(best_hr)
+    rest_u = [to_uint8(r) for r in restarts_hr]
+    l2 = np.asarray(restart_l2, dtype=np.float64).reshape(-1)
+    n = len(rest_u)
+    if n == 0 or l2.size != n:
+        raise ValueError(f"need one l2 per restart and at least one restart; got {n} images "
+                         f"and {l2.size} l2 values")
+    if not 0 <= int(best_index) < n:
+        raise ValueError(f"best_index {best_index} is outside [0, {n})")
+    best_index = int(best_index)
+    for name, u in [("lr", lr_u), ("best_hr", best_u)] + [(f"restart {i}", u)
+                                                          for i, u in enumerate(rest_u)]:
+        if u.ndim != 3 or u.shape[-1] != 3 or u.shape[0] != u.shape[1]:
+            raise ValueError(f"{name}: expected a square [H, H, 3] image, got {u.shape}")
+    r = best_u.shape[0]
+    if any(u.shape != best_u.shape for u in rest_u):
+        raise ValueError("every restart must have best_hr's shape "
+                         f"{best_u.shape}; got {[u.shape for u in rest_u]}")
+    t = int(min(r, tile_size))
+
+    def mark(v: float) -> tuple[str, tuple[int, int, int]]:
+        if eps is None:
+            return "", _BLACK
+        return (" ok", _GREEN) if v <= eps else (" >eps", _RED)
+
+    s = lr_u.shape[0]
+    factor = f" (x{r // s})" if r % s == 0 else ""
+    labels = [[("LR input", _BLACK), (f"{s}x{s}{factor}", _BLACK)]]
+    m, c = mark(l2[best_index])
+    labels.append([(f"best (r{best_index})", _BLACK), (f"l2={l2[best_index]:.3g}{m}", c)])
+    for i in range(n):
+        m, c = mark(l2[i])
+        labels.append([(f"r{i}" + (" (best)" if i == best_index else ""), _BLACK),
+                       (f"l2={l2[i]:.3g}{m}", c)])
+    tiles = [_fit(lr_u, t, True), _fit(best_u, t, False)] + [_fit(u, t, False) for u in rest_u]
+
+    font = _font(t)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    line_h = probe.textbbox((0, 0), "Ag(0)", font=font)[3] + 3
+    text_w = max(probe.textlength(txt, font=font) for lab in labels for txt, _ in lab)
+    col_w = max(t, int(math.ceil(text_w)) + 4)
+    width = _GAP + len(tiles) * (col_w + _GAP)
+    height = _GAP + t + 4 + 2 * line_h + _GAP
+
+    sheet = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    boxes = []
+    for k, (tile, lab) in enumerate(zip(tiles, labels)):
+        cx = _GAP + k * (col_w + _GAP)
+        x0 = cx + (col_w - t) // 2
+        y0 = _GAP
+        boxes.append((x0, y0, x0 + t, y0 + t))
+        if k == best_index + 2:
+            draw.rectangle((x0 - 3, y0 - 3, x0 + t + 2, y0 + t + 2), outline=_BEST, width=2)
+        for j, (txt, colour) in enumerate(lab):
+            tw = probe.textlength(txt, font=font)
+            draw.text((cx + (col_w - tw) / 2, y0 + t + 4 + j * line_h), txt, fill=colour,
+                      font=font)
+    out = np.array(sheet)
+    for (x0, y0, x1, y1), tile in zip(boxes, tiles):
+        out[y0:y1, x0:x1] = tile
+    return (out, boxes) if return_boxes else out
