@@ -244,3 +244,38 @@ def test_input_validation(own_targets):
         search.upsample(gen, np.zeros((1, 16, 8, 3), np.float32))
     with pytest.raises(ValueError, match="Gaussian fit"):
         search.upsample(gen.replace(gaussian_fit=None), lr)
+
+
+@pytest.mark.parametrize("opt_name,schedule", [("adam", "linear1cycledrop"), ("adamax", "fixed"),
+                                               ("sgd", "linear1cycle"), ("sgdm", "fixed")])
+def test_optimizers_and_schedules_run(own_targets, opt_name, schedule):
+    """Every optimizer/schedule runs; latent rows stay on their initial spheres."""
+    gen, lr = own_targets
+    cfg = SearchConfig(steps=3, restarts=1, opt_name=opt_name, lr_schedule=schedule,
+                       learning_rate=0.4 if opt_name.startswith("adam") else 0.05)
+    res = search.upsample(gen, lr[:1], cfg, seed=0)
+    assert np.isfinite(res.l2).all()
+    spec = _spec(gen, cfg)
+    init, _ = search._draw(spec, search.restart_keys(0, [0], 1)[0])
+    np.testing.assert_allclose(np.linalg.norm(res.latent[0], axis=-1),
+                               np.linalg.norm(np.asarray(init["z"]), axis=-1), rtol=1e-5)
+
+
+def test_tile_latent_and_noise_modes(own_targets):
+    gen, lr = own_targets
+    res = search.upsample(gen, lr[:1], SearchConfig(steps=2, tile_latent=True), seed=0)
+    assert res.latent.shape == (1, 1, 512)
+    np.testing.assert_array_equal(res.wplus[0], np.broadcast_to(res.wplus[0, :1], res.wplus[0].shape))
+    zero = search.upsample(gen, lr[:1], SearchConfig(steps=2, noise_type="zero"), seed=0)
+    assert all(not np.any(n) for n in zero.noises)
+    cfg = SearchConfig(steps=2, noise_type="fixed", bad_noise_layers="3.last")
+    fixed = search.upsample(gen, lr[:1], cfg, seed=0)
+    _, frozen = search._draw(_spec(gen, cfg), search.restart_keys(0, [0], 1)[0])
+    assert not np.any(fixed.noises[3]) and not np.any(fixed.noises[-1])
+    kept = [i for i in range(gen.num_layers) if i not in (3, gen.num_layers - 1)]
+    for i, n in zip(kept, frozen):  # frozen maps come back unchanged
+        np.testing.assert_array_equal(fixed.noises[i][0, ..., 0], np.asarray(n)[0])
+    trained = search.upsample(gen, lr[:1], SearchConfig(steps=2), seed=0)
+    _, frozen_t = search._draw(_spec(gen, SearchConfig()), search.restart_keys(0, [0], 1)[0])
+    # Layers 0..4 are trainable and move; layer 5 is frozen and does not.
+    np.testing.assert_array_equal(trained.noises[5][0, ..., 0], np.asarray(frozen_t[0])[0])
