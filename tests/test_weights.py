@@ -139,3 +139,21 @@ def test_random_generator_shapes_at_1024():
     shapes = pulse_jax.stylegan.param_shapes(pulse_jax.GeneratorConfig())
     n = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(shapes["synthesis"]))
     assert n == 24110771
+
+
+def test_nvidia_pickle_to_checkpoint(tmp_path):
+    """NVIDIA's pickle route ends in the same checkpoint format and a working generator."""
+    from test_nvidia_pickle import write_pickle
+    from pulse_jax.weights import import_nvidia
+    from pulse_jax.weights.nvidia_pickle import load_nvidia_pickle, nvidia_to_pulse_state_dicts
+    path, _ = write_pickle(tmp_path / "karras.pkl", tmp_path / "MARKER")
+    gen = import_nvidia(path)
+    assert gen.config == pulse_jax.GeneratorConfig(resolution=128, fmap_base=512, fmap_max=32)
+    assert gen.has_mapping and gen.gaussian_fit is None
+    syn, mapping = nvidia_to_pulse_state_dicts(load_nvidia_pickle(path))
+    back = pulse_jax.weights.pulse_state_dict.synthesis_state_dict(gen.config, gen.params["synthesis"])
+    for k, v in syn.items():
+        np.testing.assert_array_equal(back[k], v, err_msg=k)
+    loaded = load_generator(save_generator(gen, tmp_path / "ck", sources=[source_record(path, "nvidia")]))
+    _assert_same_generator(loaded, gen)
+    assert not (tmp_path / "MARKER").exists()
