@@ -1,0 +1,101 @@
+r"""Speed of the PULSE search step, next to the machine's own matmul peak.
+
+Prints, for a generator config, a batch of faces and a restart count: compile time, time per
+step, face-restart-steps per second, the FLOPs XLA counts for one step, and the same machine's
+float32 matmul peak measured in this run, so the fraction of peak is visible.
+
+  python benchmarks/search_bench.py --resolution=1024 --faces=1 --restarts=1 --steps=2
+  python benchmarks/search_bench.py --resolution=128 --fmap_base=512 --fmap_max=32 \
+      --faces=4 --restarts=4 --steps=20 --precision=default --remat
+
+Weights are random (speed does not depend on them); nothing is downloaded.
+"""
+
+import time
+
+from absl import app, flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import pulse_jax
+from pulse_jax import search
+from pulse_jax.search import SearchConfig, NoisePlan, _Spec
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("resolution", 1024, "generator resolution")
+flags.DEFINE_integer("fmap_base", 8192, "generator fmap_base")
+flags.DEFINE_integer("fmap_max", 512, "generator fmap_max")
+flags.DEFINE_integer("lr_size", 32, "LR side (factor = resolution / lr_size)")
+flags.DEFINE_integer("faces", 1, "faces per batch")
+flags.DEFINE_integer("restarts", 1, "restarts per face")
+flags.DEFINE_integer("steps", 2, "timed steps (after one warm-up call)")
+flags.DEFINE_enum("precision", "highest", ["highest", "high", "default"], "matmul precision")
+flags.DEFINE_bool("remat", False, "rematerialize synthesis blocks")
+flags.DEFINE_integer("peak_n", 2048, "matrix side for the matmul peak")
+
+
+def matmul_peak(n: int, precision: str) -> float:
+    """Sustained float32 matmul FLOP/s of the default device."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+    f = jax.jit(lambda x: jnp.dot(x, x, precision=precision))
+    f(a).block_until_ready()
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < 2.0 or reps < 3:
+        f(a).block_until_ready()
+        reps += 1
+    return 2 * n**3 * reps / (time.perf_counter() - t0)
+
+
+def main(argv):
+    del argv
+    cfg = pulse_jax.GeneratorConfig(resolution=FLAGS.resolution, fmap_base=FLAGS.fmap_base,
+                                    fmap_max=FLAGS.fmap_max)
+    gen = pulse_jax.random_generator(cfg, jax.random.PRNGKey(0), with_mapping=False)
+    D = cfg.dlatent_size
+    gen = gen.replace_gaussian_fit(np.zeros(D, np.float32), np.ones(D, np.float32))
+    scfg = SearchConfig(steps=max(FLAGS.steps, 1) + 1, restarts=FLAGS.restarts,
+                        precision=FLAGS.precision, remat=FLAGS.remat)
+    factor = cfg.resolution // FLAGS.lr_size
+    spec = _Spec(cfg, scfg, cfg.num_layers, factor, NoisePlan.make(scfg, cfg.num_layers))
+    B = FLAGS.faces * FLAGS.restarts
+    draw, init, run, _ = search._stages(spec, None, B)
+    ids = list(range(FLAGS.faces))
+    lr = jnp.asarray(np.random.default_rng(0).uniform(size=(B, FLAGS.lr_size, FLAGS.lr_size, 3)),
+                     jnp.float32)
+    state = init(*draw(search.restart_keys(0, ids, FLAGS.restarts)))
+
+    t0 = time.perf_counter()
+    lowered = run.lower(gen, lr, state, jnp.int32(1))
+    compiled = lowered.compile()
+    compile_s = time.perf_counter() - t0
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops_per_call = float(cost.get("flops", float("nan"))) if cost else float("nan")
+
+    state = run(gen, lr, state, jnp.int32(1))  # warm-up (also the first real step)
+    jax.block_until_ready(state)
+    t0 = time.perf_counter()
+    state = run(gen, lr, state, jnp.int32(FLAGS.steps))
+    jax.block_until_ready(state)
+    per_step = (time.perf_counter() - t0) / FLAGS.steps
+
+    peak = matmul_peak(FLAGS.peak_n, FLAGS.precision)
+    # XLA counts a while loop's body once, so a one-step call's FLOPs are one step's.
+    achieved = flops_per_call / per_step
+    dev = jax.devices()[0]
+    print(f"device               {dev.platform} {getattr(dev, 'device_kind', '')} x{jax.device_count()}")
+    print(f"generator            {cfg.resolution}x{cfg.resolution}, {cfg.num_layers} layers, widths {cfg.widths}")
+    print(f"batch                {FLAGS.faces} faces x {FLAGS.restarts} restarts = {B}, LR {FLAGS.lr_size} (x{factor})")
+    print(f"precision / remat    {FLAGS.precision} / {FLAGS.remat}")
+    print(f"compile              {compile_s:.2f} s")
+    print(f"time per step        {per_step * 1e3:.1f} ms")
+    print(f"face-restart-steps/s {B / per_step:.3f}")
+    print(f"step FLOPs (XLA)     {flops_per_call / 1e9:.2f} GFLOP ({flops_per_call / B / 1e9:.2f} per face-restart)")
+    print(f"achieved             {achieved / 1e9:.1f} GFLOP/s")
+    print(f"matmul peak          {peak / 1e9:.1f} GFLOP/s ({FLAGS.peak_n}^2 float32, precision {FLAGS.precision})")
+    print(f"fraction of peak     {achieved / peak:.1%}")
+
+
+if __name__ == "__main__":
+    app.run(main)
