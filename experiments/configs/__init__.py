@@ -1,0 +1,1 @@
+"""Run configurations: ``get_config()`` per file, selected with ``--config=PATH``."""

@@ -1,0 +1,21 @@
+r"""A tiny testing config: a few steps, for the test suite and smoke checks on a small
+generator (e.g. the 32x32 one of ``tests/fakes.py``, whose LR faces are 8x8).
+
+Run::
+
+  pulse-jax upsample --config=experiments/configs/tiny.py \
+      --checkpoint=/tmp/tiny_ckpt --input_dir=/tmp/faces --output_dir=/tmp/out
+"""
+
+from experiments.configs import default
+
+
+def get_config():
+    config = default.get_config()
+    config.output_dir = "runs_tiny"
+    config.search.steps = 4
+    config.search.chunk_steps = 2
+    config.search.restarts = 2
+    config.devices = 1
+    config.progress = False
+    return config

@@ -1,0 +1,139 @@
+r"""Train a StyleGAN v1 generator for pulse-jax, then export it as a searchable checkpoint.
+
+Usage (from the repository root)::
+
+  python experiments/train.py --config=experiments/configs/train_utkface64.py \
+      --workdir=runs/train_utkface64 [--config.steps=N --config.FIELD=VALUE ...]
+  python experiments/train.py --config=experiments/configs/train_tiny.py \
+      --workdir=/tmp/tiny --config.data.path=/tmp/toy_images
+
+The run resumes automatically from the newest checkpoint in ``--workdir`` (bit-identically,
+with the same config, data and devices); raise ``--config.steps`` to train further. It
+writes ``{workdir}/checkpoints/ckpt_*/``, sample grids ``{workdir}/samples/*.png`` (the EMA
+generator on fixed latents), ``{workdir}/config.json`` and, when done, the exported
+generator ``{workdir}/generator`` (or ``--config.export.path``), which ``pulse-jax upsample
+--checkpoint=...`` reads like a converted one. The progress bar shows images/s and the
+latest losses (``d``: D's logistic loss, ``g``: G's, ``r1``: the mean squared gradient norm,
+``acc``: D's accuracy on the batch).
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Training config (.py with get_config()); override with --config.FIELD=V.",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, samples and the export go here.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+_REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def train_config(cfg):
+    """The :class:`pulse_jax.train.TrainConfig` of a config file's ConfigDict."""
+    from pulse_jax.stylegan import GeneratorConfig
+    from pulse_jax.train import DiscriminatorConfig, TrainConfig
+    gen = GeneratorConfig.from_dict(cfg.generator.to_dict())
+    return TrainConfig(
+        generator=gen,
+        discriminator=DiscriminatorConfig.from_generator(gen, **cfg.discriminator.to_dict()),
+        batch_size=int(cfg.batch_size), g_lr=float(cfg.g_lr), d_lr=float(cfg.d_lr),
+        adam_b1=float(cfg.adam_b1), adam_b2=float(cfg.adam_b2), adam_eps=float(cfg.adam_eps),
+        r1_gamma=float(cfg.r1_gamma), r1_interval=int(cfg.r1_interval),
+        ema_half_life_images=float(cfg.ema_kimg) * 1000.0, ema_rampup=float(cfg.ema_rampup),
+        style_mixing_prob=float(cfg.style_mixing_prob), compute_dtype=str(cfg.compute_dtype),
+        seed=int(cfg.seed))
+
+
+def data_path(path: str) -> pathlib.Path:
+    """``path`` as given, else relative to the repository root (for the configs' defaults)."""
+    if not path:
+        raise app.UsageError("no training data: set --config.data.path=FOLDER_OR_ZIP")
+    p = pathlib.Path(path).expanduser()
+    if not p.exists() and not p.is_absolute() and (_REPO / p).exists():
+        p = _REPO / p
+    if not p.exists():
+        raise app.UsageError(f"training data {path} not found")
+    return p
+
+
+def run(cfg, workdir: pathlib.Path) -> None:
+    """Load the data, train (resuming), export."""
+    import jax
+    from tqdm import tqdm
+
+    from pulse_jax.train import BatchStream, export_generator, load_images, make_mesh, train
+    from pulse_jax.weights.checkpoint import CheckpointError, read_manifest
+
+    tcfg = train_config(cfg)
+    mesh = make_mesh(int(cfg.devices))
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1, default=str))
+
+    path = data_path(cfg.data.path)
+    logging.info("decoding %s ...", path)
+    data = load_images(path, tcfg.generator.resolution, int(cfg.data.max_images) or None)
+    logging.info("%d images of %dx%d (%d resized, %d skipped) on %d %s device(s)", len(data),
+                 data.resolution, data.resolution, data.resized, len(data.skipped), mesh.size,
+                 mesh.devices.flat[0].platform)
+    stream = BatchStream(data, tcfg.batch_size, seed=tcfg.seed, flip=bool(cfg.data.flip))
+
+    B, steps, every = tcfg.batch_size, int(cfg.steps), max(1, int(cfg.log_every))
+    bar = tqdm(total=steps * B, unit="img", dynamic_ncols=True, disable=not cfg.progress,
+               smoothing=0.1)
+
+    def on_start(step, ckpt):
+        bar.n = bar.last_print_n = min(step, steps) * B
+        bar.refresh()
+        if ckpt is not None:
+            logging.info("resumed from %s (step %d)", ckpt, step)
+
+    def on_step(step, metrics):
+        bar.update(B)
+        if step % every == 0 or step == steps:
+            m = jax.device_get(metrics)
+            bar.set_postfix(step=step, d=f"{m['d_loss']:.3f}", g=f"{m['g_loss']:.3f}",
+                            r1=f"{m['r1_penalty']:.3g}", acc=f"{m['d_accuracy']:.2f}",
+                            refresh=False)
+
+    state = train(tcfg, stream, workdir, steps=steps,
+                  checkpoint_every=int(cfg.checkpoint_every),
+                  keep_checkpoints=int(cfg.keep_checkpoints),
+                  sample_every=int(cfg.sample_every), sample_count=int(cfg.sample_count),
+                  mesh=mesh, on_step=on_step, on_start=on_start,
+                  checkpoint_extra={"config": json.loads(json.dumps(cfg.to_dict(), default=str))})
+    bar.close()
+
+    if not cfg.export.enabled:
+        return
+    out = pathlib.Path(cfg.export.path or workdir / "generator").expanduser()
+    step = int(state.step)
+    try:
+        if read_manifest(out).get("training", {}).get("step") == step:
+            logging.info("%s already holds the generator of step %d", out, step)
+            return
+    except CheckpointError:
+        pass
+    logging.info("exporting the EMA generator (Gaussian fit of %d samples) to %s",
+                 int(cfg.export.fit_samples), out)
+    export_generator(state, tcfg, out, fit_samples=int(cfg.export.fit_samples),
+                     dtype=str(cfg.export.dtype), licence=cfg.licence or None,
+                     training={"data": str(cfg.data.path), "images": len(data),
+                               "flip": bool(cfg.data.flip), "devices": mesh.size})
+    logging.info("exported %s", out)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    run(_CONFIG.value, pathlib.Path(_WORKDIR.value).expanduser())
+
+
+if __name__ == "__main__":
+    app.run(main)

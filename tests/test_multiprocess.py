@@ -1,0 +1,86 @@
+"""Many hosts: two processes x two fake CPU devices talking to a coordinator on 127.0.0.1
+(``jax.distributed.initialize``) give the same images and l2 as one process on one device.
+
+XLA:CPU's results can depend on how many fake devices the process was started with
+(``--xla_force_host_platform_device_count``), independently of how many are used, so the
+single-device reference run is started with the same flag as the two processes (2); the
+per-device batch shape (``batch_size``) is the same in both.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fakes
+from pulse_jax import batch, images
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    return fakes.save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")
+
+
+def _args(ckpt, inp, out, *extra):
+    return ["-m", "experiments.run", "--config=experiments/configs/tiny.py",
+            f"--checkpoint={ckpt}", f"--input_dir={inp}", f"--output_dir={out}",
+            "--config.batch_size=1", *extra]
+
+
+def test_two_processes_two_devices_each_equal_one_device(tmp_path, tiny_ckpt):
+    inp = tmp_path / "in"
+    fakes.write_faces(inp, 5)
+    bad = fakes.write_bad_inputs(inp)["truncated"]
+    for p in inp.iterdir():  # keep one bad input only
+        if p.name.startswith("bad_") and p != bad:
+            p.unlink()
+    env = fakes.subprocess_env(devices=2, cache_dir=tmp_path / "jax_cache")
+
+    ref = fakes.run_python(_args(tiny_ckpt, inp, tmp_path / "one", "--config.devices=1"), env)
+    assert ref.returncode == 1, ref.stderr  # a bad input
+
+    port = fakes.free_port()
+    procs = [subprocess.Popen(
+        [sys.executable, *_args(tiny_ckpt, inp, tmp_path / "multi", "--config.devices=0",
+                                "--config.distributed=True",
+                                f"--config.coordinator_address=127.0.0.1:{port}",
+                                "--config.num_processes=2", f"--config.process_id={k}")],
+        env=env, cwd=fakes.REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for k in range(2)]
+    outs = []
+    for p in procs:
+        try:
+            outs.append(p.communicate(timeout=600))
+        finally:
+            p.kill()
+    logs = [o[1] for o in outs]
+    assert "Traceback" not in "".join(logs), logs
+    assert "2 local device(s) x 2 process(es)" in logs[0]
+    assert "(all processes): 6 faces: 5 done" in logs[0], logs[0]
+    assert "(process 1 of 2)" in logs[1]
+    assert procs[0].returncode == 1, logs[0]  # process 0 reports on all faces
+
+    multi = tmp_path / "multi"
+    assert sorted(p.name for p in multi.iterdir() if "manifest" in p.name) == ["manifest.jsonl"]
+    recs = images.read_jsonl(multi / "manifest.jsonl")
+    assert len(recs) == 6 and len({r["name"] for r in recs}) == 6  # each face once
+    assert {r["process"] for r in recs} == {0, 1}
+    one = {r["name"]: r for r in batch.read_records(tmp_path / "one")}
+    for r in recs:
+        o = one[r["name"]]
+        assert r["face_id"] == o["face_id"] and r["config_hash"] == o["config_hash"]
+        if "error" in o:
+            assert r["error"] == o["error"]
+            continue
+        assert (r["l2"], r["restart_l2"], r["restart"]) == (o["l2"], o["restart_l2"],
+                                                            o["restart"]), r["name"]
+        np.testing.assert_array_equal(fakes.png_ok(multi / f"{r['name']}.png"),
+                                      fakes.png_ok(tmp_path / "one" / f"{r['name']}.png"))
+
+    # The same command again: everything is complete, nothing is added.
+    again = fakes.run_python(_args(tiny_ckpt, inp, multi, "--config.devices=1"), env)
+    assert again.returncode == 1 and "6 of 6 faces already complete" in again.stderr
+    assert len(images.read_jsonl(multi / "manifest.jsonl")) == 6
