@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -85,16 +84,17 @@ def run(cfg, workdir: pathlib.Path) -> None:
     stream = BatchStream(data, tcfg.batch_size, seed=tcfg.seed, flip=bool(cfg.data.flip))
 
     B, steps, every = tcfg.batch_size, int(cfg.steps), max(1, int(cfg.log_every))
-    bar = tqdm(total=steps * B, unit="img", dynamic_ncols=True, disable=not cfg.progress,
-               smoothing=0.1)
+    bars = []
 
     def on_start(step, ckpt):
-        bar.n = bar.last_print_n = min(step, steps) * B
-        bar.refresh()
         if ckpt is not None:
             logging.info("resumed from %s (step %d)", ckpt, step)
+        # images/s counts from here; the first step's rate includes compilation
+        bars.append(tqdm(total=steps * B, initial=min(step, steps) * B, unit="img",
+                         dynamic_ncols=True, disable=not cfg.progress, smoothing=0.1))
 
     def on_step(step, metrics):
+        bar = bars[0]
         bar.update(B)
         if step % every == 0 or step == steps:
             m = jax.device_get(metrics)
@@ -108,7 +108,8 @@ def run(cfg, workdir: pathlib.Path) -> None:
                   sample_every=int(cfg.sample_every), sample_count=int(cfg.sample_count),
                   mesh=mesh, on_step=on_step, on_start=on_start,
                   checkpoint_extra={"config": json.loads(json.dumps(cfg.to_dict(), default=str))})
-    bar.close()
+    for bar in bars:
+        bar.close()
 
     if not cfg.export.enabled:
         return

@@ -82,7 +82,7 @@ def save_generator(generator: Generator, path: os.PathLike, *,
     """
     if dtype not in ("float32", "float16"):
         raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
-    path = pathlib.Path(path)
+    path = pathlib.Path(path).expanduser()
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists")
     flat = {f"params/{k}": np.asarray(v).astype(dtype) for k, v in _flatten(generator.params).items()}
@@ -125,7 +125,7 @@ def save_generator(generator: Generator, path: os.PathLike, *,
 
 def read_manifest(path: os.PathLike) -> dict:
     """The manifest of checkpoint folder ``path`` (raises CheckpointError if unreadable)."""
-    path = pathlib.Path(path)
+    path = pathlib.Path(path).expanduser()
     mpath = path / MANIFEST
     if not path.is_dir():
         raise CheckpointError(f"{path}: not a pulse-jax checkpoint folder (it does not exist or "
@@ -150,7 +150,7 @@ def load_generator(path: os.PathLike, verify: bool = True) -> Generator:
     Checks the arrays' checksum (``verify``), names and shapes against the manifest and
     the config; parameters come back as float32.
     """
-    path = pathlib.Path(path)
+    path = pathlib.Path(path).expanduser()
     manifest = read_manifest(path)
     apath = path / ARRAYS
     if not apath.is_file():
