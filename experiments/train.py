@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import time
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -98,6 +99,10 @@ def run(cfg, workdir: pathlib.Path) -> None:
         bar.update(B)
         if step % every == 0 or step == steps:
             m = jax.device_get(metrics)
+            # The training curve: one JSON line per log interval, appended as training goes.
+            with open(workdir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps({"step": step, "images": step * B, "time": time.time(),
+                                    **{k: float(v) for k, v in m.items()}}) + "\n")
             bar.set_postfix(step=step, d=f"{m['d_loss']:.3f}", g=f"{m['g_loss']:.3f}",
                             r1=f"{m['r1_penalty']:.3g}", acc=f"{m['d_accuracy']:.2f}",
                             refresh=False)
