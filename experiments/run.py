@@ -170,13 +170,31 @@ def setup_distributed(config) -> None:
         raise UsageError(f"jax.distributed.initialize({kwargs}) failed: {e}") from None
 
 
-def load_weights(config):
-    """The generator from ``config.checkpoint`` or the cache, or a UsageError explaining."""
+def load_weights(config, log=None):
+    """The generator for ``config.checkpoint``, or a UsageError explaining how to get one.
+
+    ``checkpoint`` is a folder, or ``"ffhq1024"`` (the converted FFHQ model in the cache,
+    ``{cache}/checkpoints/ffhq1024``), or ``"default"`` (the small model shipped with
+    pulse-jax), or ``""``: the FFHQ model if it is in the cache, else the shipped one.
+    """
     from pulse_jax import weights
-    path = (pathlib.Path(config.checkpoint).expanduser() if config.checkpoint
-            else default_checkpoint(config.cache_dir))
-    if not config.checkpoint and not path.exists():
-        raise UsageError(how_to_get_weights(path))
+    ffhq = default_checkpoint(config.cache_dir)
+    choice = str(config.checkpoint)
+    if choice == "" and not ffhq.exists():
+        choice = "default"
+        if log is not None:
+            log(f"pulse-jax: no FFHQ checkpoint at {ffhq}; using the small offline model "
+                f"shipped with pulse-jax ({weights.default_checkpoint_path()}, 64x64). For "
+                "PULSE's real results convert the FFHQ weights: see checkpoints/README.md")
+    if choice == "default":
+        path = weights.default_checkpoint_path()
+        if not path.exists():
+            raise UsageError(how_to_get_weights(ffhq) + f"\n\n(The shipped offline model is "
+                             f"missing too: {path}.)")
+    else:
+        path = ffhq if choice in ("", DEFAULT_CHECKPOINT_NAME) else pathlib.Path(choice).expanduser()
+        if choice in ("", DEFAULT_CHECKPOINT_NAME) and not path.exists():
+            raise UsageError(how_to_get_weights(path))
     try:
         gen = weights.load_generator(path)
     except (weights.CheckpointError, OSError, ValueError) as e:
@@ -197,7 +215,7 @@ def run(config, log=None) -> int:
             raise UsageError(f"{name} must be >= 1, got {config[name]}")
     setup_distributed(config)
     import jax
-    gen, path = load_weights(config)
+    gen, path = load_weights(config, log)
     try:
         paths = images.discover_inputs(config.input_dir)
     except images.ImageError as e:

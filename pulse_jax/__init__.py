@@ -2,6 +2,8 @@
 
 from pulse_jax.generator import Generator, random_generator
 from pulse_jax.stylegan import GeneratorConfig
-from pulse_jax.weights import load_generator, save_generator
+from pulse_jax.weights import default_generator, load_generator, save_generator
+from pulse_jax.search import Result, SearchConfig, upsample
 
-__all__ = ["Generator", "GeneratorConfig", "load_generator", "random_generator", "save_generator"]
+__all__ = ["Generator", "GeneratorConfig", "Result", "SearchConfig", "default_generator",
+           "load_generator", "random_generator", "save_generator", "upsample"]

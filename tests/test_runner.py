@@ -99,13 +99,31 @@ def test_config_file_with_overrides(tmp_path, env, tiny_ckpt):
 def test_missing_weights_explains_and_exits_2(tmp_path, env):
     fakes.write_faces(tmp_path / "input", 1)
     e = dict(env, PULSE_JAX_HOME=str(tmp_path / "empty_home"))
-    p = _cli(["upsample", "--input_dir=input"], e, cwd=tmp_path)
+    p = _cli(["upsample", "--input_dir=input", "--checkpoint=ffhq1024"], e, cwd=tmp_path)
     assert p.returncode == 2
     _no_traceback(p)
     for needle in ("no generator checkpoint", str(tmp_path / "empty_home"), "pulse-jax convert",
                    "synthesis.pt", "gaussian_fit.pt", "karras2019stylegan-ffhq-1024x1024.pkl"):
         assert needle in p.stderr, needle
     assert not (tmp_path / "runs").exists()
+
+
+def test_no_checkpoint_falls_back_to_the_shipped_model(tmp_path, env, tiny_ckpt):
+    """Without --checkpoint and without FFHQ in the cache, the shipped model is used; if it
+    is missing too, the instructions are printed and the status is 2."""
+    fakes.write_faces(tmp_path / "input", 1)
+    e = dict(env, PULSE_JAX_HOME=str(tmp_path / "empty_home"),
+             PULSE_JAX_DEFAULT_CHECKPOINT=str(tiny_ckpt))
+    p = _cli(["upsample", "--input_dir=input", "--config=experiments/configs/tiny.py"], e,
+             cwd=tmp_path)
+    _no_traceback(p)
+    assert p.returncode in (0, 3), p.stderr
+    assert "using the small offline model" in p.stderr and str(tiny_ckpt) in p.stderr
+    assert len(images.read_jsonl(tmp_path / "runs_tiny" / "manifest.jsonl")) == 1
+    e["PULSE_JAX_DEFAULT_CHECKPOINT"] = str(tmp_path / "nowhere")
+    p = _cli(["upsample", "--input_dir=input", "--output_dir=runs2"], e, cwd=tmp_path)
+    assert p.returncode == 2 and "shipped offline model is missing" in p.stderr
+    _no_traceback(p)
 
 
 @pytest.mark.parametrize("args, needle", [

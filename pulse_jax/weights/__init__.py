@@ -14,6 +14,7 @@ are read by restricted unpicklers that only rebuild arrays. Save the result once
 from __future__ import annotations
 
 import os
+import pathlib
 from typing import Any, Mapping, Optional
 
 import jax.numpy as jnp
@@ -27,7 +28,8 @@ from pulse_jax.weights.pulse_state_dict import (StateDictError, infer_config, ma
                                                 synthesis_params, synthesis_state_dict)
 
 __all__ = [
-    "CheckpointError", "StateDictError", "compute_gaussian_fit", "from_pulse_state_dicts",
+    "CheckpointError", "StateDictError", "compute_gaussian_fit", "default_checkpoint_path",
+    "default_generator", "from_pulse_state_dicts",
     "import_nvidia", "import_pulse", "infer_config", "load_generator", "read_manifest",
     "save_generator", "state_dict_shapes", "source_record",
 ]
@@ -111,3 +113,31 @@ def import_nvidia(pkl_path: os.PathLike, network: str = "Gs") -> Generator:
     nv = nvidia_pickle.load_nvidia_pickle(pkl_path, network=network)
     syn, mapping = nvidia_pickle.nvidia_to_pulse_state_dicts(nv)
     return from_pulse_state_dicts(syn, mapping)
+
+
+DEFAULT_CHECKPOINT_ENV = "PULSE_JAX_DEFAULT_CHECKPOINT"
+
+
+def default_checkpoint_path() -> pathlib.Path:
+    """Where the shipped default model lives: ``$PULSE_JAX_DEFAULT_CHECKPOINT`` if set, else
+    ``checkpoints/utkface64`` of this source checkout (the README installs it editable)."""
+    env = os.environ.get(DEFAULT_CHECKPOINT_ENV)
+    if env:
+        return pathlib.Path(env).expanduser()
+    return pathlib.Path(__file__).resolve().parents[2] / "checkpoints" / "utkface64"
+
+
+def default_generator() -> Generator:
+    """The small face model shipped with pulse-jax: works offline, no download.
+
+    A 64x64 StyleGAN v1 trained by us on UTKFace (non-commercial research data, so the model
+    is for non-commercial research use only; see ``checkpoints/README.md``). Its quality is
+    far below NVIDIA's FFHQ 1024 model, which stays the recommended choice.
+    """
+    path = default_checkpoint_path()
+    if not (path / "manifest.json").is_file():
+        raise CheckpointError(
+            f"the default model is not at {path}: pulse-jax ships it in checkpoints/utkface64 "
+            f"of its source checkout (install with `pip install -e .`), or set "
+            f"${DEFAULT_CHECKPOINT_ENV} to its folder")
+    return load_generator(path)
