@@ -1,4 +1,20 @@
-"""pulse-jax: PULSE generative-prior face super-resolution in JAX/Flax."""
+"""pulse-jax: PULSE generative-prior face super-resolution in JAX/Flax.
+
+PULSE (Menon et al., CVPR 2020) finds, for a tiny face, latents of a frozen StyleGAN v1 whose
+image downscales back to it, by projected gradient descent on spheres from random starts::
+
+    import pulse_jax
+    gen = pulse_jax.default_generator()          # offline 64x64 model; or load_generator(path)
+    res = pulse_jax.upsample(gen, lr_images, pulse_jax.SearchConfig(restarts=4), seed=0)
+    res.hr, res.lr, res.l2, res.success          # [N,R,R,3], [N,S,S,3], [N], [N]
+
+Modules: ``stylegan`` (the generator, pure functions of params), ``generator`` (the
+``Generator`` pytree), ``degrade`` (the reference's bicubic downscale), ``losses`` (L2, L1,
+GEOCROSS, loss strings), ``optim`` (sphere projection, torch-semantics optimizers, PULSE's
+schedules), ``search`` (the PULSE loop), ``weights`` (safe import of PULSE's .pt and
+NVIDIA's .pkl, our checkpoints, the Gaussian fit), ``images`` and ``batch`` (files, many
+faces, many devices), ``train`` (a StyleGAN v1 trainer for your own data).
+"""
 
 from pulse_jax.generator import Generator, random_generator
 from pulse_jax.stylegan import GeneratorConfig
