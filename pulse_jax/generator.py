@@ -67,6 +67,15 @@ class Generator:
         return stylegan.map_latents(self.config, self.params["mapping"],
                                     jnp.asarray(z, jnp.float32))
 
+    def sample(self, key: jax.Array, n: int) -> jax.Array:
+        """``n`` random images ``[n, R, R, 3]`` in [0, 1]: z ~ N(0, I) through the mapping,
+        the same w for every layer, standard-normal noise. Needs mapping parameters."""
+        kz, kn = jax.random.split(key)
+        w = self.map(jax.random.normal(kz, (n, self.config.dlatent_size), jnp.float32))
+        wplus = jnp.broadcast_to(w[:, None], (n, self.num_layers, w.shape[-1]))
+        raw = self.synthesize(wplus, stylegan.noise_normal(self.config, kn, n))
+        return jnp.clip((raw + 1.0) / 2.0, 0.0, 1.0)
+
     def replace_gaussian_fit(self, mean: Any, std: Any) -> "Generator":
         fit = {"mean": jnp.asarray(mean, jnp.float32), "std": jnp.asarray(std, jnp.float32)}
         D = self.config.dlatent_size
