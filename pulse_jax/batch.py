@@ -96,6 +96,7 @@ from typing import Any, Optional
 import jax
 import numpy as np
 
+from pulse_jax import devices as devices_lib
 from pulse_jax import images
 from pulse_jax import search as search_lib
 from pulse_jax.generator import Generator
@@ -362,19 +363,8 @@ def make_mesh(devices: Any = None) -> Optional[jax.sharding.Mesh]:
     """
     if isinstance(devices, jax.sharding.Mesh):
         return devices if devices.size > 1 else None
-    local = jax.local_devices()
-    if devices is None or (isinstance(devices, int) and devices == 0):
-        devs = local
-    elif isinstance(devices, int):
-        if not 1 <= devices <= len(local):
-            raise ValueError(f"devices={devices}, but this process has {len(local)} local "
-                             f"device(s) ({local[0].platform}); use 0 for all of them")
-        devs = local[:devices]
-    else:
-        devs = list(devices)
-    if len(devs) <= 1:
-        return None
-    return jax.sharding.Mesh(np.array(devs), ("faces",))
+    devs = devices_lib.local_devices(devices)
+    return devices_lib.make_mesh(devs, axis="faces") if len(devs) > 1 else None
 
 
 def _marker(output_dir: pathlib.Path, process_index: int, process_count: int) -> pathlib.Path:

@@ -50,6 +50,7 @@ temporary file in the target's folder, fsync it and ``os.replace`` it over the t
 leaves either the old file or the new one, never half of one. ``append_jsonl`` adds exactly one
 complete line to a JSON-lines manifest with a single ``write`` on an ``O_APPEND`` descriptor, and
 ``read_jsonl`` reads the complete records back, skipping a partial last line left by a crash.
+``replace_dir`` and ``fsync_dir`` do the same for whole folders (the checkpoint writers use them).
 
 ``contact_sheet`` draws one row, ``LR input | best HR | r0 | r1 | ...``, each tile labelled with its
 l2 (and, given ``eps``, whether it is within it), for looking at the restarts of one face.
@@ -77,6 +78,7 @@ import json
 import math
 import os
 import pathlib
+import shutil
 import struct
 import tempfile
 import threading
@@ -97,8 +99,10 @@ __all__ = [
     "contact_sheet",
     "discover_inputs",
     "encode_png",
+    "fsync_dir",
     "load_image",
     "read_jsonl",
+    "replace_dir",
     "save_png",
     "to_uint8",
     "valid_lr_sizes",
@@ -658,8 +662,8 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-def _fsync_dir(folder: pathlib.Path) -> None:
-    """Makes a rename durable (POSIX); a no-op where folders cannot be opened."""
+def fsync_dir(folder: PathLike) -> None:
+    """Makes a rename in ``folder`` durable (POSIX); a no-op where folders cannot be opened."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
@@ -700,8 +704,25 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> pathlib.Path:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return path
+
+
+def replace_dir(new: PathLike, target: PathLike, old: PathLike) -> None:
+    """Renames the folder ``new`` to ``target``, replacing the folder already there, if any.
+
+    An existing ``target`` is first renamed to ``old`` (after removing whatever ``old`` held)
+    and removed once ``new`` is in place, so ``target`` is never a mix of the two: a crash in
+    between leaves the previous folder at ``old``. All three paths must be on one file system.
+    The parent folder is not fsynced (see :func:`fsync_dir`).
+    """
+    if os.path.exists(target):
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(new, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, target)
 
 
 def atomic_write_text(path: PathLike, text: str, encoding: str = "utf-8") -> pathlib.Path:

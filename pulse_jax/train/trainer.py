@@ -61,6 +61,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from pulse_jax import devices as devices_lib
 from pulse_jax import images as images_lib
 from pulse_jax import stylegan
 from pulse_jax.generator import Generator
@@ -225,20 +226,9 @@ def state_shapes(config: TrainConfig) -> TrainState:
 
 def make_mesh(devices: Any = None) -> jax.sharding.Mesh:
     """A 1-D mesh with axis ``"batch"``: None or 0 = all local devices, an int n = the first
-    n, or a sequence of devices. (Single-process; every device gets ``batch / n`` images.)"""
-    if isinstance(devices, jax.sharding.Mesh):
-        return devices
-    local = jax.local_devices()
-    if devices is None or (isinstance(devices, int) and devices == 0):
-        devs = local
-    elif isinstance(devices, int):
-        if not 1 <= devices <= len(local):
-            raise ValueError(f"devices={devices}, but this process has {len(local)} local "
-                             f"device(s); use 0 for all of them")
-        devs = local[:devices]
-    else:
-        devs = list(devices)
-    return jax.sharding.Mesh(np.array(devs), ("batch",))
+    n, or a sequence of devices; a ``Mesh`` is returned as is. (Single-process; every device
+    gets ``batch / n`` images.)"""
+    return devices_lib.make_mesh(devices, axis="batch")
 
 
 def replicate(tree: Any, mesh: jax.sharding.Mesh) -> Any:
@@ -537,19 +527,6 @@ def latest_checkpoint(workdir: os.PathLike) -> Optional[pathlib.Path]:
     return found[-1][1] if found else None
 
 
-def _fsync_dir(folder: pathlib.Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _leaf_names(tree: Any) -> list[str]:
     return [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
 
@@ -592,15 +569,8 @@ def save_checkpoint(workdir: os.PathLike, state: TrainState, config: TrainConfig
             json.dump(meta, f, indent=1)
             f.flush()
             os.fsync(f.fileno())
-        if final.exists():
-            old = root / f".tmp_ckpt_old_{step:09d}"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-        _fsync_dir(root)
+        images_lib.replace_dir(tmp, final, root / f".tmp_ckpt_old_{step:09d}")
+        images_lib.fsync_dir(root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -23,7 +23,7 @@ from typing import Any, Mapping, Optional, Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from pulse_jax import stylegan
+from pulse_jax import images, stylegan
 from pulse_jax.generator import Generator
 from pulse_jax.stylegan import GeneratorConfig
 
@@ -109,14 +109,7 @@ def save_generator(generator: Generator, path: os.PathLike, *,
             json.dump(manifest, f, indent=1)
             f.flush()
             os.fsync(f.fileno())
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        images.replace_dir(tmp, path, path.with_name(f".{path.name}.old"))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -18,7 +18,9 @@ numpy reconstruction globals ``numpy.core.multiarray._reconstruct`` /
 ``numpy.core.numeric._frombuffer`` / ``numpy._core.numeric._frombuffer`` (all mapped to
 re-implementations here that accept only numeric dtypes; object arrays are refused), plus
 ``_codecs.encode`` restricted to latin1 strings (how Python 3 writes ``bytes`` at protocol 2).
-Any other global raises :class:`UnsafePickleError` before it could run.
+Any other global raises :class:`UnsafePickleError` before it could run. (The unpickler and its
+error plumbing are :mod:`.safe_pickle`'s, shared with :mod:`.torch_files`; the allow-list is
+this module's.)
 
 Verified TF -> PULSE mapping
 ----------------------------
@@ -103,13 +105,15 @@ from __future__ import annotations
 import io
 import math
 import os
-import pickle
 import re
 from typing import Any
 
 import numpy as np
 
-from .errors import CheckpointFormatError, UnsafePickleError
+from .errors import CheckpointFormatError
+from .safe_pickle import FormatProblem as _Bad
+from .safe_pickle import (RestrictedUnpickler, checkpoint_errors, latin1_encode, open_checkpoint,
+                          rebuild, unpickle)
 
 __all__ = ["load_nvidia_pickle", "nvidia_to_pulse_state_dicts", "blur_kernel",
            "SYNTHESIS_DEFAULTS", "MAPPING_DEFAULTS"]
@@ -137,10 +141,6 @@ _MAPPING_FIXED = ("label_size", "mapping_lrmul", "mapping_nonlinearity", "use_ws
                   "normalize_latents")
 
 _NETWORK_INDEX = {"G": 0, "D": 1, "Gs": 2}
-
-
-class _Bad(Exception):
-    pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,15 +262,8 @@ def _np_frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
         shape, order="F" if order == "F" else "C"))
 
 
-def _latin1_encode(text: Any, encoding: Any = "utf-8") -> bytes:
-    """``_codecs.encode``: how Python 3 writes ``bytes`` at pickle protocol < 3."""
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise _Bad("_codecs.encode is only allowed for latin1 byte strings")
-    return text.encode("latin1")
-
-
 _ALLOWED: dict[tuple[str, str], Any] = {
-    ("_codecs", "encode"): _latin1_encode,
+    ("_codecs", "encode"): latin1_encode,
     ("dnnlib.tflib.network", "Network"): _NetworkStub,
     ("dnnlib.util", "EasyDict"): _DictStub,
     ("collections", "OrderedDict"): _DictStub,
@@ -284,65 +277,35 @@ for _m in ("numpy.core.numeric", "numpy._core.numeric"):
     _ALLOWED[(_m, "_frombuffer")] = _np_frombuffer
 
 
-class _Unpickler(pickle.Unpickler):
-    def __init__(self, fh, path: str):
-        super().__init__(fh, encoding="latin1")  # as NVIDIA's load_pkl
-        self._path = path
+class _Unpickler(RestrictedUnpickler):
+    allowed = _ALLOWED
+    may_reference = ("an NVIDIA StyleGAN pickle may only reference dnnlib Network/EasyDict, "
+                     "OrderedDict and numpy array globals")
+    text_encoding = "latin1"  # as NVIDIA's load_pkl
 
-    def find_class(self, module: str, name: str) -> Any:
-        obj = _ALLOWED.get((module, name))
-        if obj is None:
-            raise UnsafePickleError(
-                f"{self._path}: refusing to load forbidden global '{module}.{name}': an NVIDIA "
-                "StyleGAN pickle may only reference dnnlib Network/EasyDict, OrderedDict and "
-                "numpy array globals"
-            )
-        return obj
 
-    def persistent_load(self, pid: Any) -> Any:
-        raise _Bad(f"unexpected persistent id {pid!r}")
+def _convert(x: Any, walk, remember) -> Any:
+    if isinstance(x, _ArrayStub):
+        if x.array is None:
+            raise _Bad("numpy array without data")
+        return x.array
+    if isinstance(x, np.ndarray):
+        return x
+    if isinstance(x, _DTypeStub):
+        return x.numpy_dtype
+    if isinstance(x, _NetworkStub):
+        if not hasattr(x, "state"):
+            raise _Bad("Network object without state")
+        out = _NetworkStub()
+        remember(out)
+        out.state = walk(x.state)
+        return out
+    raise _Bad(f"unexpected object of type {type(x).__name__}")
 
 
 def _finalize(obj: Any) -> Any:
     """Replace array stubs by arrays and dict stubs by dicts; Network stubs keep their state."""
-    memo: dict[int, Any] = {}
-
-    def walk(x: Any) -> Any:
-        if isinstance(x, (str, bytes, int, float, complex, bool, type(None), np.generic)):
-            return x
-        if id(x) in memo:
-            return memo[id(x)]
-        if isinstance(x, _ArrayStub):
-            if x.array is None:
-                raise _Bad("numpy array without data")
-            out = x.array
-        elif isinstance(x, np.ndarray):
-            out = x
-        elif isinstance(x, _DTypeStub):
-            out = x.numpy_dtype
-        elif isinstance(x, dict):
-            out = {}
-            memo[id(x)] = out
-            for k, v in x.items():
-                out[walk(k)] = walk(v)
-        elif isinstance(x, list):
-            out = []
-            memo[id(x)] = out
-            out.extend(walk(v) for v in x)
-        elif isinstance(x, tuple):
-            out = tuple(walk(v) for v in x)
-        elif isinstance(x, _NetworkStub):
-            if not hasattr(x, "state"):
-                raise _Bad("Network object without state")
-            out = _NetworkStub()
-            memo[id(x)] = out
-            out.state = walk(x.state)
-        else:
-            raise _Bad(f"unexpected object of type {type(x).__name__}")
-        memo[id(x)] = out
-        return out
-
-    return walk(obj)
+    return rebuild(obj, _convert)
 
 
 def _network_vars(net: Any, what: str) -> dict[str, np.ndarray]:
@@ -387,19 +350,11 @@ def load_nvidia_pickle(path: PathLike, network: str = "Gs") -> dict[str, Any]:
     spath = os.fspath(path)
     if network not in _NETWORK_INDEX:
         raise ValueError(f"network must be one of {sorted(_NETWORK_INDEX)}, got {network!r}")
-    try:
-        fh = open(spath, "rb")
-    except OSError as e:
-        raise CheckpointFormatError(f"{spath}: cannot open ({e.strerror or e})") from e
-    try:
+    fh = open_checkpoint(spath)
+    with checkpoint_errors(spath, "malformed network pickle"):
         with fh:
             data = fh.read()
-        try:
-            obj = _Unpickler(io.BytesIO(data), spath).load()
-        except (CheckpointFormatError, _Bad):
-            raise
-        except Exception as e:
-            raise _Bad(f"corrupt or truncated pickle ({type(e).__name__}: {e})") from e
+        obj = unpickle(_Unpickler(io.BytesIO(data), spath), "corrupt or truncated pickle")
         del data
         obj = _finalize(obj)
         if isinstance(obj, tuple) and len(obj) == 3:
@@ -427,17 +382,6 @@ def load_nvidia_pickle(path: PathLike, network: str = "Gs") -> dict[str, Any]:
         if "dlatent_avg" in own:
             result["dlatent_avg"] = own["dlatent_avg"]
         return result
-    except CheckpointFormatError:
-        raise
-    except _Bad as e:
-        raise CheckpointFormatError(f"{spath}: {e}") from e
-    except RecursionError as e:
-        raise CheckpointFormatError(f"{spath}: object nesting too deep") from e
-    except MemoryError as e:
-        raise CheckpointFormatError(f"{spath}: declared sizes too large for memory") from e
-    except Exception as e:  # malformed objects built from allowed globals
-        raise CheckpointFormatError(
-            f"{spath}: malformed network pickle ({type(e).__name__}: {e})") from e
 
 
 # ---------------------------------------------------------------------------------------------

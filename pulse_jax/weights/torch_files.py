@@ -31,7 +31,8 @@ writes for tensors and state dicts (``torch._utils._rebuild_tensor{,_v2,_v3}``,
 how Python 3 pickles ``bytes`` at protocol 2) and maps each to a small function or marker
 defined here. Any other global (``os.system``, ``builtins.eval``, ``subprocess.Popen``, ...)
 raises :class:`UnsafePickleError` when the pickle names it, which is before the opcode that
-would call it, so nothing from the file runs.
+would call it, so nothing from the file runs. (The unpickler and its error plumbing are
+:mod:`.safe_pickle`'s, shared with :mod:`.nvidia_pickle`; the allow-list is this module's.)
 
 Damaged input (cut or corrupt zip, cut legacy stream, garbage, a storage record shorter or
 longer than declared, a missing storage record, a tensor view outside its storage) raises
@@ -43,14 +44,16 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import pickle
 import struct
 import zipfile
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from .errors import CheckpointFormatError, UnsafePickleError
+from .safe_pickle import FormatProblem as _Bad
+from .safe_pickle import (RestrictedUnpickler, checkpoint_errors, latin1_encode, open_checkpoint,
+                          rebuild, unpickle)
 
 try:  # bfloat16 / float8 come from ml_dtypes (a jax dependency); optional otherwise.
     import ml_dtypes as _ml
@@ -120,10 +123,6 @@ _TORCH_DTYPES: dict[str, np.dtype | None] = {
     "float8_e4m3fnuz": _ml_dtype("float8_e4m3fnuz"),
     "float8_e5m2fnuz": _ml_dtype("float8_e5m2fnuz"),
 }
-
-
-class _Bad(Exception):
-    """Internal: a format problem found below the level that knows the file name."""
 
 
 def _swap_unit(dtype: np.dtype) -> int:
@@ -324,15 +323,8 @@ def _torch_size(*args):
     return _int_tuple(args[0] if args else (), "torch.Size")
 
 
-def _latin1_encode(text: Any, encoding: Any = "utf-8") -> bytes:
-    """``_codecs.encode``: how Python 3 writes ``bytes`` at pickle protocol 2."""
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise _Bad("_codecs.encode is only allowed for latin1 byte strings")
-    return text.encode("latin1")
-
-
 _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    ("_codecs", "encode"): _latin1_encode,
+    ("_codecs", "encode"): latin1_encode,
     ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
     ("torch._utils", "_rebuild_tensor_v3"): _rebuild_tensor_v3,
@@ -355,25 +347,10 @@ for _name, _dt in _TORCH_DTYPES.items():
     _ALLOWED_GLOBALS[("torch", _name)] = _TorchDType(_name, _dt)
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file, path: str, persistent_load: Callable[[Any], Any] | None):
-        super().__init__(file, encoding="utf-8")
-        self._path = path
-        self._pload = persistent_load
-
-    def find_class(self, module: str, name: str) -> Any:
-        obj = _ALLOWED_GLOBALS.get((module, name))
-        if obj is None:
-            raise UnsafePickleError(
-                f"{self._path}: refusing to load forbidden global '{module}.{name}': a PyTorch "
-                "checkpoint may only reference tensor, storage and OrderedDict globals"
-            )
-        return obj
-
-    def persistent_load(self, pid: Any) -> Any:
-        if self._pload is None:
-            raise _Bad(f"unexpected persistent id {pid!r}")
-        return self._pload(pid)
+class _RestrictedUnpickler(RestrictedUnpickler):
+    allowed = _ALLOWED_GLOBALS
+    may_reference = ("a PyTorch checkpoint may only reference tensor, storage and OrderedDict "
+                     "globals")
 
 
 def _decode(value: Any) -> Any:
@@ -401,40 +378,20 @@ def _check_storage_record(pid: Any, lengths: tuple[int, ...]) -> tuple:
 # Post-processing: lazy tensors -> ndarrays, OrderedDicts -> dicts
 
 
+def _convert(x: Any, walk, remember) -> Any:
+    if isinstance(x, _LazyTensor):
+        return x.materialize()
+    if isinstance(x, _Storage):
+        return np.array(x.typed(), copy=True)
+    if isinstance(x, (_StorageType, _TorchDType)):
+        return x.dtype
+    if isinstance(x, (set, frozenset)):
+        return type(x)(walk(v) for v in x)
+    return x
+
+
 def _finalize(obj: Any) -> Any:
-    memo: dict[int, Any] = {}
-
-    def walk(x: Any) -> Any:
-        if isinstance(x, (str, bytes, int, float, complex, bool, type(None))):
-            return x
-        key = id(x)
-        if key in memo:
-            return memo[key]
-        if isinstance(x, _LazyTensor):
-            out = x.materialize()
-        elif isinstance(x, dict):
-            out = {}
-            memo[key] = out
-            for k, v in x.items():
-                out[walk(k)] = walk(v)
-        elif isinstance(x, list):
-            out = []
-            memo[key] = out
-            out.extend(walk(v) for v in x)
-        elif isinstance(x, tuple):
-            out = tuple(walk(v) for v in x)
-        elif isinstance(x, _Storage):
-            out = np.array(x.typed(), copy=True)
-        elif isinstance(x, (_StorageType, _TorchDType)):
-            out = x.dtype
-        elif isinstance(x, (set, frozenset)):
-            out = type(x)(walk(v) for v in x)
-        else:
-            out = x
-        memo[key] = out
-        return out
-
-    return walk(obj)
+    return rebuild(obj, _convert)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -504,12 +461,7 @@ def _load_legacy(fh, path: str) -> Any:
     fh = io.BytesIO(data)
 
     def small_pickle(what: str) -> Any:
-        try:
-            return _RestrictedUnpickler(fh, path, None).load()
-        except (CheckpointFormatError, _Bad):
-            raise
-        except Exception as e:
-            raise _Bad(f"cannot read the {what} ({type(e).__name__}: {e})") from e
+        return unpickle(_RestrictedUnpickler(fh, path), f"cannot read the {what}")
 
     magic = small_pickle("magic number")
     if magic != _LEGACY_MAGIC:
@@ -548,12 +500,8 @@ def _load_legacy(fh, path: str) -> Any:
             storages[str(view_key)] = st
         return st
 
-    try:
-        obj = _RestrictedUnpickler(fh, path, persistent_load).load()
-    except (CheckpointFormatError, _Bad):
-        raise
-    except Exception as e:
-        raise _Bad(f"cannot unpickle the saved object ({type(e).__name__}: {e})") from e
+    obj = unpickle(_RestrictedUnpickler(fh, path, persistent_load),
+                   "cannot unpickle the saved object")
 
     keys = small_pickle("storage key list")
     if not isinstance(keys, list) or not all(isinstance(k, (str, bytes)) for k in keys):
@@ -591,36 +539,19 @@ def load_torch_file(path: PathLike) -> Any:
     and :class:`CheckpointFormatError` for anything damaged or unsupported.
     """
     spath = os.fspath(path)
-    try:
-        fh = open(spath, "rb")
-    except OSError as e:
-        raise CheckpointFormatError(f"{spath}: cannot open ({e.strerror or e})") from e
-    with fh:
-        try:
-            head = fh.read(512)
-            fh.seek(0)
-            if len(head) == 0:
-                raise _Bad("empty file")
-            if head.startswith(b"PK"):
-                return _load_zip(fh, spath)
-            if head[:1] == b"\x80":
-                return _load_legacy(fh, spath)
-            if len(head) >= 262 and head[257:262] == b"ustar":
-                raise _Bad("tar-format checkpoint (PyTorch < 0.4) is not supported")
-            raise _Bad("not a PyTorch checkpoint (neither a zip archive nor a legacy torch "
-                       "pickle stream)")
-        except CheckpointFormatError:
-            raise
-        except _Bad as e:
-            raise CheckpointFormatError(f"{spath}: {e}") from e
-        except RecursionError as e:
-            raise CheckpointFormatError(f"{spath}: object nesting too deep") from e
-        except MemoryError as e:
-            raise CheckpointFormatError(f"{spath}: declared sizes too large for memory") from e
-        except Exception as e:  # pickle/zip/struct internals on damaged input
-            raise CheckpointFormatError(
-                f"{spath}: corrupt or truncated checkpoint ({type(e).__name__}: {e})"
-            ) from e
+    with open_checkpoint(spath) as fh, checkpoint_errors(spath, "corrupt or truncated checkpoint"):
+        head = fh.read(512)
+        fh.seek(0)
+        if len(head) == 0:
+            raise _Bad("empty file")
+        if head.startswith(b"PK"):
+            return _load_zip(fh, spath)
+        if head[:1] == b"\x80":
+            return _load_legacy(fh, spath)
+        if len(head) >= 262 and head[257:262] == b"ustar":
+            raise _Bad("tar-format checkpoint (PyTorch < 0.4) is not supported")
+        raise _Bad("not a PyTorch checkpoint (neither a zip archive nor a legacy torch "
+                   "pickle stream)")
 
 
 def sha256_file(path: PathLike, chunk_size: int = 1 << 20) -> str:

@@ -1,0 +1,33 @@
+"""Picking local devices and laying them out as a 1-D mesh (shared by batch runs and training)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+
+__all__ = ["local_devices", "make_mesh"]
+
+
+def local_devices(devices: Any = None) -> list:
+    """The devices that ``devices`` names: None or 0 = all local devices, an int n = the first
+    n local devices (ValueError unless ``1 <= n <=`` their number), or a sequence of devices
+    (taken as given)."""
+    local = jax.local_devices()
+    if devices is None or (isinstance(devices, int) and devices == 0):
+        return local
+    if isinstance(devices, int):
+        if not 1 <= devices <= len(local):
+            raise ValueError(f"devices={devices}, but this process has {len(local)} local "
+                             f"device(s) ({local[0].platform}); use 0 for all of them")
+        return local[:devices]
+    return list(devices)
+
+
+def make_mesh(devices: Any = None, axis: str = "faces") -> jax.sharding.Mesh:
+    """A 1-D mesh with axis ``axis`` over :func:`local_devices` ``(devices)``; a ``Mesh`` is
+    returned as is."""
+    if isinstance(devices, jax.sharding.Mesh):
+        return devices
+    return jax.sharding.Mesh(np.array(local_devices(devices)), (axis,))

@@ -1,0 +1,167 @@
+"""The restricted-unpickler skeleton shared by :mod:`.torch_files` and :mod:`.nvidia_pickle`.
+
+What it allows: by itself, nothing. A loader subclasses :class:`RestrictedUnpickler` and gives
+it an allow-list, ``allowed``, mapping each ``(module, name)`` global that its file format may
+name to a stand-in defined in that loader (a marker, an inert class, or a small function that
+checks its arguments and builds numpy data). The one stand-in shared here is
+:func:`latin1_encode`, for ``_codecs.encode``, which is how Python 3 writes ``bytes`` at pickle
+protocol < 3. Persistent ids go to the loader's ``persistent_load`` function, or are refused
+if it gives none.
+
+Why nothing from the file runs: a pickle can only call what it first gets from ``find_class``
+(``GLOBAL``, ``STACK_GLOBAL`` and the ``EXT*`` opcodes all go through it); every other opcode
+only builds strings, numbers and builtin containers, or applies ``REDUCE``/``NEWOBJ``/``BUILD``
+to what ``find_class`` returned. Here ``find_class`` returns only the allow-listed stand-ins
+and raises :class:`UnsafePickleError` for any other global (``os.system``,
+``builtins.eval``, ...) as soon as the pickle names it, which is before the opcode that would
+call it.
+
+The rest is the plumbing both loaders share: :class:`FormatProblem` for problems found below
+the level that knows the file name, :func:`unpickle` (runs an unpickler, turning the pickle
+module's own errors into a :class:`FormatProblem`), :func:`open_checkpoint` and
+:func:`checkpoint_errors` (everything that goes wrong becomes a
+:class:`CheckpointFormatError` naming the file), and :func:`rebuild` (copies the containers of
+the unpickled object, replacing the stand-ins in it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+from typing import Any, BinaryIO, Callable, Iterator, Mapping
+
+import numpy as np
+
+from .errors import CheckpointFormatError, UnsafePickleError
+
+__all__ = ["FormatProblem", "RestrictedUnpickler", "checkpoint_errors", "latin1_encode",
+           "open_checkpoint", "rebuild", "unpickle"]
+
+
+class FormatProblem(Exception):
+    """A format problem found below the level that knows the file name.
+
+    :func:`checkpoint_errors` turns it into a :class:`CheckpointFormatError` naming the file.
+    """
+
+
+def latin1_encode(text: Any, encoding: Any = "utf-8") -> bytes:
+    """``_codecs.encode``: how Python 3 writes ``bytes`` at pickle protocol < 3."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise FormatProblem("_codecs.encode is only allowed for latin1 byte strings")
+    return text.encode("latin1")
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only the globals in ``allowed`` (set by subclasses).
+
+    Subclasses set ``allowed`` (``{(module, name): stand-in}``), ``may_reference`` (the end
+    of the refusal message: what a file of this kind may reference) and ``text_encoding``
+    (how Python 2 ``str`` objects are decoded).
+    """
+
+    allowed: Mapping[tuple[str, str], Any] = {}
+    may_reference: str = "nothing"
+    text_encoding: str = "utf-8"
+
+    def __init__(self, file: BinaryIO, path: str,
+                 persistent_load: Callable[[Any], Any] | None = None):
+        super().__init__(file, encoding=self.text_encoding)
+        self._path = path
+        self._pload = persistent_load
+
+    def find_class(self, module: str, name: str) -> Any:
+        obj = self.allowed.get((module, name))
+        if obj is None:
+            raise UnsafePickleError(
+                f"{self._path}: refusing to load forbidden global '{module}.{name}': "
+                f"{self.may_reference}"
+            )
+        return obj
+
+    def persistent_load(self, pid: Any) -> Any:
+        if self._pload is None:
+            raise FormatProblem(f"unexpected persistent id {pid!r}")
+        return self._pload(pid)
+
+
+def unpickle(unpickler: pickle.Unpickler, failure: str) -> Any:
+    """``unpickler.load()``; other errors than ours become ``FormatProblem("{failure} (...)")``."""
+    try:
+        return unpickler.load()
+    except (CheckpointFormatError, FormatProblem):
+        raise
+    except Exception as e:
+        raise FormatProblem(f"{failure} ({type(e).__name__}: {e})") from e
+
+
+def open_checkpoint(path: str) -> BinaryIO:
+    """``open(path, "rb")``, raising :class:`CheckpointFormatError` if it cannot be opened."""
+    try:
+        return open(path, "rb")
+    except OSError as e:
+        raise CheckpointFormatError(f"{path}: cannot open ({e.strerror or e})") from e
+
+
+@contextlib.contextmanager
+def checkpoint_errors(path: str, malformed: str) -> Iterator[None]:
+    """Turns any error in its body into a :class:`CheckpointFormatError` naming ``path``.
+
+    A :class:`CheckpointFormatError` (:class:`UnsafePickleError` included) passes as it is, a
+    :class:`FormatProblem` gets the path in front, deep nesting and memory exhaustion get their
+    own messages, and anything else (errors of the pickle, zip or struct internals, or of the
+    stand-ins, on damaged input) reads ``"{path}: {malformed} ({type}: {message})"``.
+    """
+    try:
+        yield
+    except CheckpointFormatError:
+        raise
+    except FormatProblem as e:
+        raise CheckpointFormatError(f"{path}: {e}") from e
+    except RecursionError as e:
+        raise CheckpointFormatError(f"{path}: object nesting too deep") from e
+    except MemoryError as e:
+        raise CheckpointFormatError(f"{path}: declared sizes too large for memory") from e
+    except Exception as e:
+        raise CheckpointFormatError(f"{path}: {malformed} ({type(e).__name__}: {e})") from e
+
+
+_ATOMS = (str, bytes, int, float, complex, bool, type(None), np.generic)
+
+
+def rebuild(obj: Any, convert: Callable[[Any, Callable[[Any], Any], Callable[[Any], None]], Any]
+            ) -> Any:
+    """Copies the containers of an unpickled object, replacing everything else in it.
+
+    Strings, bytes, numbers, ``None`` and numpy scalars are kept; dicts (subclasses included)
+    become plain dicts (order kept), lists lists and tuples tuples, their items rebuilt in
+    turn. Anything else ``x`` is replaced by ``convert(x, walk, remember)``: ``walk`` rebuilds
+    a nested value, and ``remember(out)`` records ``out`` as the replacement of ``x`` before
+    ``convert`` walks values that may refer back to ``x``. Each object is rebuilt once, so
+    shared references stay shared and a dict or list that holds itself still does.
+    """
+    memo: dict[int, Any] = {}
+
+    def walk(x: Any) -> Any:
+        if isinstance(x, _ATOMS):
+            return x
+        key = id(x)
+        if key in memo:
+            return memo[key]
+        if isinstance(x, dict):
+            out: Any = {}
+            memo[key] = out
+            for k, v in x.items():
+                out[walk(k)] = walk(v)
+        elif isinstance(x, list):
+            out = []
+            memo[key] = out
+            out.extend(walk(v) for v in x)
+        elif isinstance(x, tuple):
+            out = tuple(walk(v) for v in x)
+        else:
+            out = convert(x, walk, lambda o: memo.__setitem__(key, o))
+        memo[key] = out
+        return out
+
+    return walk(obj)
