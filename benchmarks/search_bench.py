@@ -33,6 +33,7 @@ flags.DEFINE_integer("steps", 2, "timed steps (after one warm-up call)")
 flags.DEFINE_enum("precision", "highest", ["highest", "high", "default"], "matmul precision")
 flags.DEFINE_bool("remat", False, "rematerialize synthesis blocks")
 flags.DEFINE_integer("peak_n", 2048, "matrix side for the matmul peak")
+flags.DEFINE_bool("compile_only", False, "print compile time, FLOPs and memory, then stop")
 
 
 def matmul_peak(n: int, precision: str) -> float:
@@ -69,9 +70,23 @@ def main(argv):
     lowered = run.lower(gen, lr, state, jnp.int32(1))
     compiled = lowered.compile()
     compile_s = time.perf_counter() - t0
+    mem = compiled.memory_analysis()
+    temp_bytes = getattr(mem, "temp_size_in_bytes", None) if mem is not None else None
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops_per_call = float(cost.get("flops", float("nan"))) if cost else float("nan")
+
+    dev = jax.devices()[0]
+    print(f"device               {dev.platform} {getattr(dev, 'device_kind', '')} x{jax.device_count()}")
+    print(f"generator            {cfg.resolution}x{cfg.resolution}, {cfg.num_layers} layers, widths {cfg.widths}")
+    print(f"batch                {FLAGS.faces} faces x {FLAGS.restarts} restarts = {B}, LR {FLAGS.lr_size} (x{factor})")
+    print(f"precision / remat    {FLAGS.precision} / {FLAGS.remat}")
+    print(f"compile              {compile_s:.2f} s")
+    if temp_bytes is not None:
+        print(f"step temp memory     {temp_bytes / 2**20:.0f} MiB (XLA's buffer assignment)")
+    print(f"step FLOPs (XLA)     {flops_per_call / 1e9:.2f} GFLOP ({flops_per_call / B / 1e9:.2f} per face-restart)")
+    if FLAGS.compile_only:
+        return
 
     state = run(gen, lr, state, jnp.int32(1))  # warm-up (also the first real step)
     jax.block_until_ready(state)
@@ -83,15 +98,8 @@ def main(argv):
     peak = matmul_peak(FLAGS.peak_n, FLAGS.precision)
     # XLA counts a while loop's body once, so a one-step call's FLOPs are one step's.
     achieved = flops_per_call / per_step
-    dev = jax.devices()[0]
-    print(f"device               {dev.platform} {getattr(dev, 'device_kind', '')} x{jax.device_count()}")
-    print(f"generator            {cfg.resolution}x{cfg.resolution}, {cfg.num_layers} layers, widths {cfg.widths}")
-    print(f"batch                {FLAGS.faces} faces x {FLAGS.restarts} restarts = {B}, LR {FLAGS.lr_size} (x{factor})")
-    print(f"precision / remat    {FLAGS.precision} / {FLAGS.remat}")
-    print(f"compile              {compile_s:.2f} s")
     print(f"time per step        {per_step * 1e3:.1f} ms")
     print(f"face-restart-steps/s {B / per_step:.3f}")
-    print(f"step FLOPs (XLA)     {flops_per_call / 1e9:.2f} GFLOP ({flops_per_call / B / 1e9:.2f} per face-restart)")
     print(f"achieved             {achieved / 1e9:.1f} GFLOP/s")
     print(f"matmul peak          {peak / 1e9:.1f} GFLOP/s ({FLAGS.peak_n}^2 float32, precision {FLAGS.precision})")
     print(f"fraction of peak     {achieved / peak:.1%}")
