@@ -33,6 +33,7 @@ Exit status 2 for usage errors and unreadable weights, with a message and no tra
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import pathlib
 import sys
@@ -59,24 +60,40 @@ def _err(msg: str) -> None:
 def _convert(argv: Sequence[str]) -> int:
     from experiments import run as runner
 
-    p = argparse.ArgumentParser(prog="pulse-jax convert",
-                                description="Convert PULSE's or NVIDIA's StyleGAN weights.")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--synthesis", help="PULSE's synthesis.pt")
-    src.add_argument("--nvidia", help="NVIDIA's karras2019stylegan-ffhq-1024x1024.pkl")
-    p.add_argument("--mapping", help="PULSE's mapping.pt (only to compute a Gaussian fit)")
-    p.add_argument("--gaussian_fit", help="PULSE's gaussian_fit.pt")
-    p.add_argument("--network", default="Gs", help="which network of NVIDIA's pickle (Gs)")
-    p.add_argument("--output", default=None,
-                   help="checkpoint folder (default: the cache, "
-                        f"{runner.default_checkpoint()})")
-    p.add_argument("--fit_samples", type=int, default=1_000_000,
-                   help="mapping samples for a computed Gaussian fit (reference: 1,000,000)")
-    p.add_argument("--fit_seed", type=int, default=0, help="PRNG seed of the fit's samples")
-    p.add_argument("--dtype", default="float32", choices=("float32", "float16"),
-                   help="storage dtype of the parameters")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint")
-    args = p.parse_args(argv)
+    from absl import flags as absl_flags
+
+    # absl flags in their own FlagValues: `pulse-jax convert` and `upsample` share a process.
+    fv = absl_flags.FlagValues()
+    define = functools.partial
+    S = define(absl_flags.DEFINE_string, flag_values=fv)
+    S("synthesis", None, "PULSE's synthesis.pt (give this or --nvidia)")
+    S("nvidia", None, "NVIDIA's karras2019stylegan-ffhq-1024x1024.pkl (or --synthesis)")
+    S("mapping", None, "PULSE's mapping.pt (only to compute a Gaussian fit)")
+    S("gaussian_fit", None, "PULSE's gaussian_fit.pt")
+    S("network", "Gs", "which network of NVIDIA's pickle (G, D or Gs)")
+    S("output", None, f"checkpoint folder (default: the cache, {runner.default_checkpoint()})")
+    absl_flags.DEFINE_integer("fit_samples", 1_000_000, "mapping samples for a computed "
+                              "Gaussian fit (reference: 1,000,000)", flag_values=fv)
+    absl_flags.DEFINE_integer("fit_seed", 0, "PRNG seed of the fit's samples", flag_values=fv)
+    absl_flags.DEFINE_enum("dtype", "float32", ["float32", "float16"],
+                           "storage dtype of the parameters", flag_values=fv)
+    absl_flags.DEFINE_bool("overwrite", False, "replace an existing checkpoint", flag_values=fv)
+    if any(a in ("-h", "--help", "-help") for a in argv):
+        print("usage: pulse-jax convert (--synthesis=synthesis.pt | --nvidia=FILE.pkl) "
+              "[flags]\n\n" + fv.get_help())
+        return 0
+    try:
+        rest = fv(["pulse-jax convert", *argv])
+    except absl_flags.Error as e:
+        _err(f"convert: {e}")
+        return EXIT_USAGE
+    if len(rest) > 1:
+        _err(f"convert: unexpected arguments {rest[1:]}")
+        return EXIT_USAGE
+    if bool(fv.synthesis) == bool(fv.nvidia):
+        _err("convert: give exactly one of --synthesis=synthesis.pt or --nvidia=FILE.pkl")
+        return EXIT_USAGE
+    args = fv
 
     import jax
     from pulse_jax import weights
