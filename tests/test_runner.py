@@ -221,10 +221,8 @@ def test_convert_computes_gaussian_fit_from_mapping(tmp_path, env):
 def test_convert_nvidia_pickle(tmp_path, env):
     """`pulse-jax convert --nvidia=...` on a small pickle with the real file's structure
     (written by the NVIDIA importer's own test helper), fit computed from the mapping."""
-    nv = pytest.importorskip("test_nvidia_pickle")
-    if not hasattr(nv, "write_pickle"):
-        pytest.skip("test_nvidia_pickle.write_pickle is gone")
-    pkl, _ = nv.write_pickle(tmp_path / "karras_small.pkl", tmp_path / "MARKER")
+    from test_nvidia_pickle import write_pickle  # a failure here must fail, not skip
+    pkl, _ = write_pickle(tmp_path / "karras_small.pkl", tmp_path / "MARKER")
     out = tmp_path / "ckpt"
     p = _cli(["convert", f"--nvidia={pkl}", "--fit_samples=2000", f"--output={out}"], env)
     assert p.returncode == 0, p.stderr
