@@ -243,10 +243,11 @@ def test_split_over_processes_without_coordinator(tmp_path):
         assert r.get("l2") == r1[n].get("l2") and r.get("error") == r1[n].get("error")
 
 
-def test_progress_bar_and_no_retrace(tmp_path, capfd):
+def test_progress_bar_and_no_retrace(tmp_path, capfd, monkeypatch):
     """A tqdm bar over faces with it/s and ETA; a second batch of the same shapes reuses the
     compiled search (no retracing)."""
     from pulse_jax import search
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)  # a user's setting would hide the bar
     inp = tmp_path / "in"
     fakes.write_faces(inp, 2)
     _run(inp, tmp_path / "warm")
