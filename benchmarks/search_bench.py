@@ -20,7 +20,7 @@ import numpy as np
 
 import pulse_jax
 from pulse_jax import search
-from pulse_jax.search import SearchConfig, NoisePlan, _Spec
+from pulse_jax.search import SearchConfig, _Spec
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("resolution", 1024, "generator resolution")
@@ -58,7 +58,7 @@ def main(argv):
     scfg = SearchConfig(steps=max(FLAGS.steps, 1) + 1, restarts=FLAGS.restarts,
                         precision=FLAGS.precision, remat=FLAGS.remat)
     factor = cfg.resolution // FLAGS.lr_size
-    spec = _Spec(cfg, scfg, cfg.num_layers, factor, NoisePlan.make(scfg, cfg.num_layers))
+    spec = _Spec.make(cfg, scfg, factor)
     B = FLAGS.faces * FLAGS.restarts
     draw, init, run, _ = search._stages(spec, None, B)
     ids = list(range(FLAGS.faces))

@@ -15,7 +15,7 @@ import numpy as np
 
 import pulse_jax
 from pulse_jax import search
-from pulse_jax.search import NoisePlan, SearchConfig, _Spec
+from pulse_jax.search import SearchConfig, _Spec
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("resolution", 128, "generator resolution")
@@ -42,8 +42,7 @@ def main(argv):
     D = cfg.dlatent_size
     gen = gen.replace_gaussian_fit(np.zeros(D, np.float32), np.ones(D, np.float32))
     scfg = SearchConfig()
-    spec = _Spec(cfg, scfg, cfg.num_layers, cfg.resolution // FLAGS.lr_size,
-                 NoisePlan.make(scfg, cfg.num_layers))
+    spec = _Spec.make(cfg, scfg, cfg.resolution // FLAGS.lr_size)
     B = FLAGS.batch
     params, frozen = jax.vmap(lambda k: search._draw(spec, k))(search.restart_keys(0, range(B), 1))
     ref = jnp.asarray(np.random.default_rng(0).uniform(size=(B, FLAGS.lr_size, FLAGS.lr_size, 3)),

@@ -235,6 +235,14 @@ class _Spec:
     factor: int
     plan: NoisePlan
 
+    @classmethod
+    def make(cls, gen: stylegan.GeneratorConfig, cfg: SearchConfig, factor: int) -> "_Spec":
+        """Derives the latent rows and the noise plan from the two configs."""
+        rows = cfg.num_latent_rows or gen.num_layers
+        if rows < gen.num_layers:
+            raise ValueError(f"num_latent_rows {rows} < the generator's {gen.num_layers} layers")
+        return cls(gen, cfg, rows, factor, NoisePlan.make(cfg, gen.num_layers))
+
     @property
     def latent_rows(self) -> int:
         return 1 if self.cfg.tile_latent else self.rows
@@ -358,15 +366,15 @@ def _finalize(spec: _Spec, gen: Generator, ref_lr: jax.Array, state: SearchState
     D = degrade_lib.make_degradation("bicubic", spec.factor)
     with jax.default_matmul_precision(spec.cfg.precision):
         wplus, img = _forward(spec, gen, state.best_params, state.frozen_noise)
-        hr = jnp.clip(img, 0.0, 1.0)
-        lr = D(hr)
-        l2 = jnp.mean(jnp.square(lr - ref_lr), axis=(1, 2, 3))
         if spec.cfg.return_image == "last":
             # The reference: HR of the last evaluated iterate, LR = clamp(D(best image)).
             _, last_img = _forward(spec, gen, state.last_params, state.frozen_noise)
             hr = jnp.clip(last_img, 0.0, 1.0)
             lr = jnp.clip(D(img), 0.0, 1.0)
-            l2 = jnp.mean(jnp.square(lr - ref_lr), axis=(1, 2, 3))
+        else:
+            hr = jnp.clip(img, 0.0, 1.0)
+            lr = D(hr)
+        l2 = jnp.mean(jnp.square(lr - ref_lr), axis=(1, 2, 3))
 
     def per_face(x):
         return x.reshape((n_faces, R) + x.shape[1:])
@@ -523,10 +531,7 @@ def upsample(generator: Generator, lr_images: Any, config: SearchConfig = Search
     if per_device < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
     bs = per_device * ndev
-    rows = config.num_latent_rows or generator.num_layers
-    if rows < generator.num_layers:
-        raise ValueError(f"num_latent_rows {rows} < the generator's {generator.num_layers} layers")
-    spec = _Spec(generator.config, config, rows, factor, NoisePlan.make(config, generator.num_layers))
+    spec = _Spec.make(generator.config, config, factor)
     parts = []
     for start in range(0, n, bs):
         stop = min(start + bs, n)

@@ -15,8 +15,9 @@ E2E = SearchConfig(bad_noise_layers="17", steps=10)  # the fixture's run.py defa
 
 
 def _spec(gen, cfg, rows=None):
-    rows = rows or gen.num_layers
-    return _Spec(gen.config, cfg, rows, 8, NoisePlan.make(cfg, gen.num_layers))
+    spec = _Spec.make(gen.config, cfg, 8)
+    assert rows is None or spec.rows == rows
+    return spec
 
 
 def _e2e_inputs(ref, prefix, j=None):
