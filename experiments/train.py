@@ -14,7 +14,10 @@ generator on fixed latents), ``{workdir}/config.json`` and, when done, the expor
 generator ``{workdir}/generator`` (or ``--config.export.path``), which ``pulse-jax upsample
 --checkpoint=...`` reads like a converted one. The progress bar shows images/s and the
 latest losses (``d``: D's logistic loss, ``g``: G's, ``r1``: the mean squared gradient norm,
-``acc``: D's accuracy on the batch).
+``acc``: D's accuracy on the batch). ``--config.max_seconds=S`` stops after S seconds of
+wall clock (checkpointing and exporting what it has), for sessions of bounded length;
+``--config.progress=False`` logs a line with images/s every ``log_every`` steps instead of
+the bar.
 """
 
 from __future__ import annotations
@@ -94,15 +97,25 @@ def run(cfg, workdir: pathlib.Path) -> None:
         bars.append(tqdm(total=steps * B, initial=min(step, steps) * B, unit="img",
                          dynamic_ncols=True, disable=not cfg.progress, smoothing=0.1))
 
+    last_log = []
+
     def on_step(step, metrics):
         bar = bars[0]
         bar.update(B)
         if step % every == 0 or step == steps:
             m = jax.device_get(metrics)
+            now = time.time()
             # The training curve: one JSON line per log interval, appended as training goes.
             with open(workdir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps({"step": step, "images": step * B, "time": time.time(),
+                f.write(json.dumps({"step": step, "images": step * B, "time": now,
                                     **{k: float(v) for k, v in m.items()}}) + "\n")
+            if not cfg.progress:  # a log line instead of the bar (logs of batch jobs)
+                rate = ((step - last_log[0][0]) * B / (now - last_log[0][1])
+                        if last_log else float("nan"))
+                logging.info("step %d  %d img  %.0f img/s  d %.3f  g %.3f  r1 %.3g  acc %.2f",
+                             step, step * B, rate, m["d_loss"], m["g_loss"], m["r1_penalty"],
+                             m["d_accuracy"])
+                last_log[:] = [(step, now)]
             bar.set_postfix(step=step, d=f"{m['d_loss']:.3f}", g=f"{m['g_loss']:.3f}",
                             r1=f"{m['r1_penalty']:.3g}", acc=f"{m['d_accuracy']:.2f}",
                             refresh=False)
@@ -112,9 +125,13 @@ def run(cfg, workdir: pathlib.Path) -> None:
                   keep_checkpoints=int(cfg.keep_checkpoints),
                   sample_every=int(cfg.sample_every), sample_count=int(cfg.sample_count),
                   mesh=mesh, on_step=on_step, on_start=on_start,
-                  checkpoint_extra={"config": json.loads(json.dumps(cfg.to_dict(), default=str))})
+                  checkpoint_extra={"config": json.loads(json.dumps(cfg.to_dict(), default=str))},
+                  max_seconds=float(cfg.get("max_seconds", 0)) or None)
     for bar in bars:
         bar.close()
+    if int(state.step) < steps:
+        logging.info("stopped at step %d of %d: --config.max_seconds=%s reached (run again "
+                     "to continue)", int(state.step), steps, cfg.max_seconds)
 
     if not cfg.export.enabled:
         return

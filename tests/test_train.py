@@ -342,6 +342,23 @@ def test_resume_is_bit_identical(tmp_path, mesh1):
     assert T.TrainConfig.from_dict(meta["train_config"]) == CFG
 
 
+def test_time_budget_stops_with_a_checkpoint_and_resumes(tmp_path, mesh1):
+    data = data_lib.Dataset(toy_images(20), [str(i) for i in range(20)], "toy")
+    kw = dict(sample_every=3, mesh=mesh1, checkpoint_every=3, keep_checkpoints=5)
+    # a budget already spent stops after the first step, saving where it stopped
+    s1 = T.train(CFG, data_lib.BatchStream(data, 8), tmp_path, steps=6, max_seconds=1e-9, **kw)
+    assert int(s1.step) == 1
+    assert [s for s, _ in T.list_checkpoints(tmp_path)] == [1]
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == [
+        "000000000.png", "000000001.png"]
+    s2 = T.train(CFG, data_lib.BatchStream(data, 8), tmp_path, steps=6, max_seconds=1e-9, **kw)
+    assert int(s2.step) == 2
+    # a generous budget runs to the end
+    s3 = T.train(CFG, data_lib.BatchStream(data, 8), tmp_path, steps=6, max_seconds=3600, **kw)
+    assert int(s3.step) == 6
+    assert [s for s, _ in T.list_checkpoints(tmp_path)] == [1, 2, 3, 6]
+
+
 def test_checkpoint_files_atomic_and_checked(tmp_path):
     state = T.init_state(CFG)
     root = T.checkpoint_root(tmp_path)
@@ -462,10 +479,10 @@ def test_entry_point_runs_and_resumes(tmp_path):
     env = fakes.subprocess_env(cache_dir=tmp_path / "jax_cache")
     env["TQDM_DISABLE"] = "0"
 
-    def run(workdir, steps):
+    def run(workdir, steps, *extra):
         p = fakes.run_python(["experiments/train.py", "--config=experiments/configs/train_tiny.py",
                               f"--workdir={workdir}", f"--config.data.path={folder}",
-                              f"--config.steps={steps}"], env, timeout=300)
+                              f"--config.steps={steps}", *extra], env, timeout=300)
         assert p.returncode == 0, p.stderr[-3000:]
         return p.stderr
 
@@ -481,8 +498,9 @@ def test_entry_point_runs_and_resumes(tmp_path):
     gen = pulse_jax.load_generator(w / "generator")
     assert gen.config.resolution == 8 and gen.gaussian_fit is not None
     assert json.loads((w / "generator" / "manifest.json").read_text())["training"]["step"] == 4
-    # an uninterrupted 4-step run in another process gives the same bits
-    run(tmp_path / "straight", 4)
+    # an uninterrupted 4-step run in another process gives the same bits (logged, not a bar)
+    err = run(tmp_path / "straight", 4, "--config.progress=False", "--config.log_every=2")
+    assert "step 4  32 img" in err and "img/s" in err and "%|" not in err
     ra, rb = [np.load(d / "checkpoints" / "ckpt_000000004" / "state.npz")
               for d in (w, tmp_path / "straight")]
     assert ra.files == rb.files

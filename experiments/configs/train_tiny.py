@@ -28,6 +28,7 @@ def get_config():
     c.data = ml_collections.ConfigDict(dict(path="", flip=True, max_images=0))
     c.batch_size = 8
     c.steps = 4
+    c.max_seconds = 0
     c.g_lr = 0.005
     c.d_lr = 0.005
     c.adam_b1 = 0.0

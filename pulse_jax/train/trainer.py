@@ -53,6 +53,7 @@ import pathlib
 import re
 import shutil
 import tempfile
+import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import flax.struct
@@ -642,8 +643,13 @@ def train(config: TrainConfig, stream: BatchStream, workdir: os.PathLike, *, ste
           sample_count: int = 64, mesh: Optional[jax.sharding.Mesh] = None,
           on_step: Optional[Callable[[int, dict], None]] = None,
           on_start: Optional[Callable[[int, Optional[pathlib.Path]], None]] = None,
-          checkpoint_extra: Optional[Mapping[str, Any]] = None) -> TrainState:
+          checkpoint_extra: Optional[Mapping[str, Any]] = None,
+          max_seconds: Optional[float] = None) -> TrainState:
     """Trains until ``steps`` steps are done, resuming from ``workdir``'s newest checkpoint.
+
+    ``max_seconds`` (wall clock from the call, compilation included; None or 0 = no limit)
+    stops earlier, after the step that crosses it, with a checkpoint and samples as at the
+    end: for sessions of bounded length (a Colab, a lent GPU). Call again to continue.
 
     Writes ``{workdir}/checkpoints/`` every ``checkpoint_every`` steps and at the end, and
     ``{workdir}/samples/{step:09d}.png`` (EMA generator, fixed latents) every
@@ -671,6 +677,7 @@ def train(config: TrainConfig, stream: BatchStream, workdir: os.PathLike, *, ste
             save_sample_grid(samples / f"{step:09d}.png", config, state.g_ema, sample_count,
                              seed=config.seed)
 
+    start = time.monotonic()
     if step == 0:
         save_samples(0)
     while step < steps:
@@ -678,12 +685,14 @@ def train(config: TrainConfig, stream: BatchStream, workdir: os.PathLike, *, ste
         step += 1
         if on_step is not None:
             on_step(step, metrics)
-        last = step == steps
+        last = step == steps or bool(max_seconds and time.monotonic() - start >= max_seconds)
         if checkpoint_every and (step % checkpoint_every == 0 or last):
             save_checkpoint(workdir, state, config, data_position=stream.position,
                             keep=keep_checkpoints, extra=checkpoint_extra)
         if sample_every and (step % sample_every == 0 or last):
             save_samples(step)
+        if last:
+            break
     return state
 
 
