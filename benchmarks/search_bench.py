@@ -26,6 +26,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("resolution", 1024, "generator resolution")
 flags.DEFINE_integer("fmap_base", 8192, "generator fmap_base")
 flags.DEFINE_integer("fmap_max", 512, "generator fmap_max")
+flags.DEFINE_float("fmap_decay", 1.0, "generator fmap_decay")
+flags.DEFINE_integer("dlatent_size", 512, "generator dlatent_size")
 flags.DEFINE_integer("lr_size", 32, "LR side (factor = resolution / lr_size)")
 flags.DEFINE_integer("faces", 1, "faces per batch")
 flags.DEFINE_integer("restarts", 1, "restarts per face")
@@ -51,7 +53,8 @@ def matmul_peak(n: int, precision: str) -> float:
 def main(argv):
     del argv
     cfg = pulse_jax.GeneratorConfig(resolution=FLAGS.resolution, fmap_base=FLAGS.fmap_base,
-                                    fmap_max=FLAGS.fmap_max)
+                                    fmap_max=FLAGS.fmap_max, fmap_decay=FLAGS.fmap_decay,
+                                    dlatent_size=FLAGS.dlatent_size)
     gen = pulse_jax.random_generator(cfg, jax.random.PRNGKey(0), with_mapping=False)
     D = cfg.dlatent_size
     gen = gen.replace_gaussian_fit(np.zeros(D, np.float32), np.ones(D, np.float32))
@@ -85,6 +88,11 @@ def main(argv):
     if temp_bytes is not None:
         print(f"step temp memory     {temp_bytes / 2**20:.0f} MiB (XLA's buffer assignment)")
     print(f"step FLOPs (XLA)     {flops_per_call / 1e9:.2f} GFLOP ({flops_per_call / B / 1e9:.2f} per face-restart)")
+    if dev.platform != "cpu":
+        # Seen on an H200: 4.1 GFLOP per 1024 face-restart step against XLA:CPU's 173,
+        # apparently without the convolutions run through cuDNN.
+        print("                     (XLA:GPU undercounts convolutions: "
+              "JAX_PLATFORMS=cpu --compile_only gives the true figure)")
     if FLAGS.compile_only:
         return
 
