@@ -1,8 +1,9 @@
-r"""The interim offline default: a small 64 x 64 model that a 2-core CPU can train in an hour.
+r"""A smaller 64 x 64 model that a 2-core CPU can train in an hour (the former interim default).
 
-The shipped model's settings (``train_utkface64.py``) need a GPU (0.9 images/s on a 2-core
-CPU). This variant trades width for speed so that a CPU-only session can still ship a working
-default: it is much blurrier than a GPU-trained model and is meant to be replaced by it.
+``train_utkface64.py``, the shipped model's settings, runs at about 10 images/s on a 2-core
+CPU (batch 8; ``benchmarks/train_bench.py``), so it needs a GPU (5,220 images/s on an H200).
+This variant trades width for speed for a machine without one: it made the first offline
+default (7,200 steps of batch 16 in 62 minutes; recognizable but blurry faces).
 
 Run::
 
@@ -10,22 +11,18 @@ Run::
       --workdir=runs/train_utkface64_cpu
 
 Architecture: ``GeneratorConfig(resolution=64, fmap_base=512, fmap_max=128, dlatent_size=128,
-mapping_layers=4)``: widths 128, 128, 64, 32, 16; 10 style layers (about 0.2 GFLOP per
-image forward, a third of fmap_base=1024's). The last 300 faces of the
-zip (by sorted file name) are held out for the PULSE evaluation in checkpoints/README.md.
+mapping_layers=4)``: widths 128, 128, 64, 32, 16; 10 style layers (0.41 GFLOP per PULSE
+face-restart step, a quarter of the shipped model's). It holds out the same last 300 faces.
 """
 
 from experiments.configs import train_utkface64
-
-HELD_OUT = 300
-NUM_FACES = 23206
+from experiments.configs.train_utkface64 import HELD_OUT, NUM_FACES  # noqa: F401
 
 
 def get_config():
     c = train_utkface64.get_config()
     c.generator.update(dict(fmap_base=512, fmap_max=128, dlatent_size=128, mapping_layers=4))
     c.discriminator.update(dict(fmap_base=512, fmap_max=128))
-    c.data.max_images = NUM_FACES - HELD_OUT
     c.batch_size = 16
     c.g_lr = 0.0025
     c.d_lr = 0.0025
