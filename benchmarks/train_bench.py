@@ -1,4 +1,4 @@
-r"""Speed of the GAN train step: compile time, images/s and FLOPs, per compute dtype.
+r"""Speed of the GAN train step: compile time and images/s per compute dtype.
 
 For a training config (``experiments/configs/*.py``), compiles the train step that
 ``experiments/train.py`` would run and times it on random uint8 batches (speed does not
