@@ -2,7 +2,7 @@ r"""Evidence for a shipped face model: samples, PULSE on held-out faces, the tra
 
   python experiments/evaluate_default.py --checkpoint=checkpoints/utkface64 \
       --data=../shared/data/utkface64.zip --held_out=300 --faces=100 \
-      --workdir=runs/train_utkface64_cpu --output_dir=runs/eval_utkface64 \
+      --workdir=runs/gpu_session --output_dir=runs/eval_utkface64 \
       --evidence_dir=checkpoints/utkface64_evidence
 
 Held-out faces are the last ``--held_out`` images of the data by sorted name (the training
@@ -32,6 +32,7 @@ import pulse_jax
 from pulse_jax import degrade, images
 from pulse_jax.train import load_images
 from pulse_jax.train.trainer import image_grid
+from pulse_jax.weights.checkpoint import read_manifest
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("checkpoint", "checkpoints/utkface64", "the model to evaluate")
@@ -78,7 +79,7 @@ def curve_png(metrics, path, width=640, height=300):
         ys = np.convolve(ys, np.ones(k) / k, mode="valid")
         xs = x[k - 1:]
         d.line([(sx(a), sy(b)) for a, b in zip(xs, ys)], fill=color, width=2)
-    d.text((L + 5, 12), f"red: D loss, blue: G loss (clipped at {ymax:g}); x: images seen, "
+    d.text((L + 5, 12), f"red: D loss, blue: G loss (clipped at {ymax:.1f}); x: images seen, "
            f"0..{int(x.max()):,}", fill="black")
     for v in (0, ymax / 2, ymax):
         d.text((2, sy(v) - 5), f"{v:.1f}", fill="black")
@@ -122,8 +123,8 @@ def main(argv):
         mpath = pathlib.Path(FLAGS.workdir) / "metrics.jsonl"
         metrics = [json.loads(l) for l in mpath.read_text().splitlines() if l.strip()]
         curve_png(metrics, ev / "training_curve.png")
-        summary["trained_images"] = metrics[-1]["images"]
-        summary["trained_steps"] = metrics[-1]["step"]
+    training = read_manifest(FLAGS.checkpoint).get("training", {})
+    summary.update(trained_steps=training.get("step"), trained_images=training.get("images_seen"))
     (ev / "evaluation.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
 

@@ -157,3 +157,25 @@ def test_nvidia_pickle_to_checkpoint(tmp_path):
     loaded = load_generator(save_generator(gen, tmp_path / "ck", sources=[source_record(path, "nvidia")]))
     _assert_same_generator(loaded, gen)
     assert not (tmp_path / "MARKER").exists()
+
+
+def test_shipped_default_model(monkeypatch):
+    """checkpoints/utkface64: loads offline (hashes checked), is what its config trains, stays
+    under 20 MB, carries the non-commercial licence, and never saw the held-out faces."""
+    from experiments.configs import train_utkface64
+    monkeypatch.delenv("PULSE_JAX_DEFAULT_CHECKPOINT", raising=False)
+    from pulse_jax.weights import default_checkpoint_path
+    path = default_checkpoint_path()
+    gen = pulse_jax.default_generator()
+    cfg = train_utkface64.get_config()
+    assert gen.config == pulse_jax.GeneratorConfig.from_dict(cfg.generator.to_dict())
+    assert gen.gaussian_fit is not None and gen.params.get("mapping") is not None
+    assert sum(f.stat().st_size for f in path.iterdir()) < 20 * 2**20
+    manifest = read_manifest(path)
+    assert "non-commercial research" in manifest["licence"]
+    training = manifest["training"]
+    assert training["weights"] == "EMA of G" and training["gaussian_fit_samples"] == 1_000_000
+    assert training["images"] == train_utkface64.NUM_FACES - train_utkface64.HELD_OUT
+    assert training["step"] * training["train_config"]["batch_size"] == training["images_seen"]
+    x = np.asarray(gen.sample(jax.random.PRNGKey(0), 2))
+    assert x.shape == (2, 64, 64, 3) and np.isfinite(x).all()
