@@ -647,7 +647,7 @@ def train(config: TrainConfig, stream: BatchStream, workdir: os.PathLike, *, ste
           max_seconds: Optional[float] = None) -> TrainState:
     """Trains until ``steps`` steps are done, resuming from ``workdir``'s newest checkpoint.
 
-    ``max_seconds`` (wall clock from the call, compilation included; None or 0 = no limit)
+    ``max_seconds`` (wall clock from the first step, compilation included; None or 0 = none)
     stops earlier, after the step that crosses it, with a checkpoint and samples as at the
     end: for sessions of bounded length (a Colab, a lent GPU). Call again to continue.
 
