@@ -99,10 +99,10 @@ def run(cfg, workdir: pathlib.Path) -> None:
 
     last_log = []
 
-    def on_step(step, metrics):
+    def on_step(step, metrics, last):
         bar = bars[0]
         bar.update(B)
-        if step % every == 0 or step == steps:
+        if step % every == 0 or last:
             m = jax.device_get(metrics)
             now = time.time()
             # The training curve: one JSON line per log interval, appended as training goes.

@@ -346,16 +346,20 @@ def test_time_budget_stops_with_a_checkpoint_and_resumes(tmp_path, mesh1):
     data = data_lib.Dataset(toy_images(20), [str(i) for i in range(20)], "toy")
     kw = dict(sample_every=3, mesh=mesh1, checkpoint_every=3, keep_checkpoints=5)
     # a budget already spent stops after the first step, saving where it stopped
-    s1 = T.train(CFG, data_lib.BatchStream(data, 8), tmp_path, steps=6, max_seconds=1e-9, **kw)
-    assert int(s1.step) == 1
+    calls = []
+    s1 = T.train(CFG, data_lib.BatchStream(data, 8), tmp_path, steps=6, max_seconds=1e-9,
+                 on_step=lambda step, metrics, last: calls.append((step, last)), **kw)
+    assert int(s1.step) == 1 and calls == [(1, True)]
     assert [s for s, _ in T.list_checkpoints(tmp_path)] == [1]
     assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == [
         "000000000.png", "000000001.png"]
     s2 = T.train(CFG, data_lib.BatchStream(data, 8), tmp_path, steps=6, max_seconds=1e-9, **kw)
     assert int(s2.step) == 2
     # a generous budget runs to the end
-    s3 = T.train(CFG, data_lib.BatchStream(data, 8), tmp_path, steps=6, max_seconds=3600, **kw)
-    assert int(s3.step) == 6
+    calls.clear()
+    s3 = T.train(CFG, data_lib.BatchStream(data, 8), tmp_path, steps=6, max_seconds=3600,
+                 on_step=lambda step, metrics, last: calls.append((step, last)), **kw)
+    assert int(s3.step) == 6 and calls == [(3, False), (4, False), (5, False), (6, True)]
     assert [s for s, _ in T.list_checkpoints(tmp_path)] == [1, 2, 3, 6]
 
 

@@ -641,7 +641,7 @@ def restore_or_init(config: TrainConfig, workdir: os.PathLike,
 def train(config: TrainConfig, stream: BatchStream, workdir: os.PathLike, *, steps: int,
           checkpoint_every: int = 1000, keep_checkpoints: int = 3, sample_every: int = 1000,
           sample_count: int = 64, mesh: Optional[jax.sharding.Mesh] = None,
-          on_step: Optional[Callable[[int, dict], None]] = None,
+          on_step: Optional[Callable[[int, dict, bool], None]] = None,
           on_start: Optional[Callable[[int, Optional[pathlib.Path]], None]] = None,
           checkpoint_extra: Optional[Mapping[str, Any]] = None,
           max_seconds: Optional[float] = None) -> TrainState:
@@ -655,8 +655,9 @@ def train(config: TrainConfig, stream: BatchStream, workdir: os.PathLike, *, ste
     ``{workdir}/samples/{step:09d}.png`` (EMA generator, fixed latents) every
     ``sample_every`` steps, at the end and at step 0. ``stream`` supplies uint8 batches
     of ``config.batch_size``; its position is set from the checkpoint.
-    ``on_start(step, checkpoint)`` is called once, ``on_step(step, metrics)`` after every
-    step (metrics are device scalars: fetching them waits for the step).
+    ``on_start(step, checkpoint)`` is called once, ``on_step(step, metrics, last)`` after every
+    step (metrics are device scalars: fetching them waits for the step; ``last`` is True for
+    the step this call ends with, at ``steps`` or at the time budget).
     """
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -683,9 +684,9 @@ def train(config: TrainConfig, stream: BatchStream, workdir: os.PathLike, *, ste
     while step < steps:
         state, metrics = step_fn(state, shard_batch(next(stream), mesh), step)
         step += 1
-        if on_step is not None:
-            on_step(step, metrics)
         last = step == steps or bool(max_seconds and time.monotonic() - start >= max_seconds)
+        if on_step is not None:
+            on_step(step, metrics, last)
         if checkpoint_every and (step % checkpoint_every == 0 or last):
             save_checkpoint(workdir, state, config, data_position=stream.position,
                             keep=keep_checkpoints, extra=checkpoint_extra)
