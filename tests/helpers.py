@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
+import types
+
 import numpy as np
 
 import pulse_jax
@@ -38,3 +42,19 @@ def assert_close(actual, desired, atol: float, rtol: float = 0.0, what: str = ""
     err = np.abs(actual.astype(np.float64) - desired)
     np.testing.assert_allclose(actual, desired, atol=atol, rtol=rtol,
                                err_msg=f"{what}: max abs err {err.max():.3g}")
+
+
+@contextlib.contextmanager
+def modules_installed(mods: dict[str, types.ModuleType]):
+    """Puts fake modules into ``sys.modules`` (e.g. a stand-in ``torch``) and restores what
+    was there before, so that pickles referring to them can be written without the real ones."""
+    saved = {k: sys.modules.get(k) for k in mods}
+    sys.modules.update(mods)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v

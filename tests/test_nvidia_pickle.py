@@ -9,7 +9,6 @@ Gs))`` at protocol 4 of objects whose class pickles as ``dnnlib.tflib.network.Ne
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pathlib
@@ -27,6 +26,8 @@ from pulse_jax.weights.nvidia_pickle import (
     load_nvidia_pickle,
     nvidia_to_pulse_state_dicts,
 )
+
+from helpers import modules_installed
 
 RES, FMAP_BASE, FMAP_MAX, DLAT = 128, 512, 32, 512
 LOG2 = 7
@@ -105,20 +106,6 @@ def _fake_dnnlib():
             "dnnlib.util": util}
 
 
-@contextlib.contextmanager
-def _installed(mods):
-    saved = {k: sys.modules.get(k) for k in mods}
-    sys.modules.update(mods)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                sys.modules.pop(k, None)
-            else:
-                sys.modules[k] = v
-
-
 def _marker_src(marker):
     # What Network.__setstate__ would exec: creates the marker file if it ever runs.
     return (f"open({str(marker)!r}, 'w').write('executed')\n"
@@ -164,7 +151,7 @@ def build_networks(marker, seed=0, extra_state=None, syn_kwargs=None, with_easyd
 
 def write_pickle(path, marker, protocol=4, numpy_core_names=False, **kw):
     mods, nets, truth = build_networks(marker, **kw)
-    with _installed(mods):
+    with modules_installed(mods):
         data = pickle.dumps(nets, protocol=protocol)
     if numpy_core_names:  # what numpy 1.x wrote (the real 2019 file): numpy.core.multiarray
         assert protocol < 4

@@ -9,7 +9,7 @@ import pytest
 from pulse_jax import degrade, search
 from pulse_jax.search import SearchConfig, _Spec, NoisePlan
 
-from helpers import fixture_generator, nchw, nhwc
+from helpers import fixture_generator, nhwc
 
 E2E = SearchConfig(bad_noise_layers="17", steps=10)  # the fixture's run.py defaults, 10 steps
 

@@ -7,12 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import pulse_jax
 from pulse_jax import stylegan
 from pulse_jax.stylegan import GeneratorConfig
 from pulse_jax.weights import pulse_state_dict as psd
 
-from helpers import assert_close, fixture_generator, fixture_noises, nchw, nhwc, state_dicts
+from helpers import assert_close, fixture_generator, fixture_noises, nchw, state_dicts
 
 FIXTURE_CONFIG = GeneratorConfig(resolution=128, fmap_base=512, fmap_max=32)
 

@@ -9,12 +9,10 @@ UntypedStorage form, and the refusal of malicious or damaged input.
 from __future__ import annotations
 
 import collections
-import contextlib
 import io
 import os
 import pickle
 import struct
-import sys
 import types
 import zipfile
 
@@ -24,6 +22,8 @@ import pytest
 from pulse_jax.weights import torch_files
 from pulse_jax.weights.errors import CheckpointFormatError, UnsafePickleError
 from pulse_jax.weights.torch_files import load_torch_file, sha256_file
+
+from helpers import modules_installed
 
 # ---------------------------------------------------------------------------------------------
 # Real files written by PyTorch
@@ -120,20 +120,6 @@ def _fake_torch_modules() -> dict[str, types.ModuleType]:
     return {"torch": torch, "torch._utils": utils, "torch._tensor": tensor, "torch.storage": storage}
 
 
-@contextlib.contextmanager
-def _modules_installed(mods: dict[str, types.ModuleType]):
-    saved = {k: sys.modules.get(k) for k in mods}
-    sys.modules.update(mods)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                sys.modules.pop(k, None)
-            else:
-                sys.modules[k] = v
-
-
 T = _fake_torch_modules()
 
 
@@ -208,7 +194,7 @@ def _storage_bytes(st: FStorage, big: bool = False) -> bytes:
 
 def write_zip(path, obj, folder="archive", byteorder="little", mutate=None, extra=None):
     buf = io.BytesIO()
-    with _modules_installed(T):
+    with modules_installed(T):
         p = _Pickler(buf, legacy=False)
         p.dump(obj)
     records = {f"{folder}/data.pkl": buf.getvalue(), f"{folder}/byteorder": byteorder.encode()}
@@ -231,7 +217,7 @@ def write_legacy(path, obj, sys_info=None, keys=None, truncate_storage=None, cou
     pickle.dump(1001, f, protocol=2)
     pickle.dump(sys_info or {"protocol_version": 1001, "little_endian": True,
                              "type_sizes": {"short": 2, "int": 4, "long": 4}}, f, protocol=2)
-    with _modules_installed(T):
+    with modules_installed(T):
         p = _Pickler(f, legacy=True)
         p.dump(obj)
     keys = list(p.storages) if keys is None else keys

@@ -16,7 +16,6 @@ face-restart step, a quarter of the shipped model's). It holds out the same last
 """
 
 from experiments.configs import train_utkface64
-from experiments.configs.train_utkface64 import HELD_OUT, NUM_FACES  # noqa: F401
 
 
 def get_config():

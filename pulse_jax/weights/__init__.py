@@ -24,8 +24,7 @@ from pulse_jax.generator import Generator
 from pulse_jax.weights.checkpoint import CheckpointError, load_generator, read_manifest, save_generator
 from pulse_jax.weights.gaussian_fit import compute_gaussian_fit
 from pulse_jax.weights.pulse_state_dict import (StateDictError, infer_config, mapping_params,
-                                                mapping_state_dict, state_dict_shapes,
-                                                synthesis_params, synthesis_state_dict)
+                                                state_dict_shapes, synthesis_params)
 
 __all__ = [
     "CheckpointError", "StateDictError", "compute_gaussian_fit", "default_checkpoint_path",
