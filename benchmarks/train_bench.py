@@ -11,13 +11,13 @@ same machine in one run.
 """
 
 import importlib.util
-import pathlib
 import time
 
 from absl import app, flags
 import jax
-import jax.numpy as jnp
 import numpy as np
+
+from pulse_jax.train import trainer
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("train_config", "experiments/configs/train_utkface64.py", "training config file")
@@ -38,10 +38,6 @@ def load_config(path: str):
 
 def main(argv):
     del argv
-    import sys
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-    from experiments.train import train_config  # (its own flags stay unused here)
-    from pulse_jax.train import trainer
 
     cfg = load_config(FLAGS.train_config)
     if FLAGS.batch_size:
@@ -53,7 +49,7 @@ def main(argv):
     rows = []
     for dtype in FLAGS.dtypes:
         cfg.compute_dtype = dtype
-        tcfg = train_config(cfg)
+        tcfg = trainer.TrainConfig.from_run_config(cfg)
         B, g = tcfg.batch_size, tcfg.generator
         step_fn = trainer.make_train_step(tcfg, mesh)
         state = trainer.replicate(trainer.init_state(tcfg), mesh)

@@ -38,22 +38,6 @@ flags.mark_flags_as_required(["config", "workdir"])
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def train_config(cfg):
-    """The :class:`pulse_jax.train.TrainConfig` of a config file's ConfigDict."""
-    from pulse_jax.stylegan import GeneratorConfig
-    from pulse_jax.train import DiscriminatorConfig, TrainConfig
-    gen = GeneratorConfig.from_dict(cfg.generator.to_dict())
-    return TrainConfig(
-        generator=gen,
-        discriminator=DiscriminatorConfig.from_generator(gen, **cfg.discriminator.to_dict()),
-        batch_size=int(cfg.batch_size), g_lr=float(cfg.g_lr), d_lr=float(cfg.d_lr),
-        adam_b1=float(cfg.adam_b1), adam_b2=float(cfg.adam_b2), adam_eps=float(cfg.adam_eps),
-        r1_gamma=float(cfg.r1_gamma), r1_interval=int(cfg.r1_interval),
-        ema_half_life_images=float(cfg.ema_kimg) * 1000.0, ema_rampup=float(cfg.ema_rampup),
-        style_mixing_prob=float(cfg.style_mixing_prob), compute_dtype=str(cfg.compute_dtype),
-        seed=int(cfg.seed))
-
-
 def data_path(path: str) -> pathlib.Path:
     """``path`` as given, else relative to the repository root (for the configs' defaults)."""
     if not path:
@@ -71,10 +55,11 @@ def run(cfg, workdir: pathlib.Path) -> None:
     import jax
     from tqdm import tqdm
 
-    from pulse_jax.train import BatchStream, export_generator, load_images, make_mesh, train
+    from pulse_jax.train import (BatchStream, TrainConfig, export_generator, load_images,
+                                 make_mesh, train)
     from pulse_jax.weights.checkpoint import CheckpointError, read_manifest
 
-    tcfg = train_config(cfg)
+    tcfg = TrainConfig.from_run_config(cfg)
     mesh = make_mesh(int(cfg.devices))
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1, default=str))

@@ -167,8 +167,9 @@ def test_shipped_default_model(monkeypatch):
     from pulse_jax.weights import default_checkpoint_path
     path = default_checkpoint_path()
     gen = pulse_jax.default_generator()
-    cfg = train_utkface64.get_config()
-    assert gen.config == pulse_jax.GeneratorConfig.from_dict(cfg.generator.to_dict())
+    from pulse_jax.train import TrainConfig
+    tcfg = TrainConfig.from_run_config(train_utkface64.get_config())
+    assert gen.config == tcfg.generator
     assert gen.gaussian_fit is not None and gen.params.get("mapping") is not None
     assert sum(f.stat().st_size for f in path.iterdir()) < 20 * 2**20
     manifest = read_manifest(path)
@@ -176,6 +177,7 @@ def test_shipped_default_model(monkeypatch):
     training = manifest["training"]
     assert training["weights"] == "EMA of G" and training["gaussian_fit_samples"] == 1_000_000
     assert training["images"] == train_utkface64.NUM_FACES - train_utkface64.HELD_OUT
+    assert TrainConfig.from_dict(training["train_config"]) == tcfg   # exactly what it trains
     assert training["step"] * training["train_config"]["batch_size"] == training["images_seen"]
     x = np.asarray(gen.sample(jax.random.PRNGKey(0), 2))
     assert x.shape == (2, 64, 64, 3) and np.isfinite(x).all()

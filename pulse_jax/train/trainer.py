@@ -158,6 +158,21 @@ class TrainConfig:
         return d
 
     @classmethod
+    def from_run_config(cls, cfg: Any) -> "TrainConfig":
+        """The TrainConfig of a run config (``experiments/configs/train_*.py``'s ConfigDict:
+        ``generator``/``discriminator`` sub-dicts, ``ema_kimg`` in thousands of images)."""
+        gen = GeneratorConfig.from_dict(cfg.generator.to_dict())
+        return cls(
+            generator=gen,
+            discriminator=DiscriminatorConfig.from_generator(gen, **cfg.discriminator.to_dict()),
+            batch_size=int(cfg.batch_size), g_lr=float(cfg.g_lr), d_lr=float(cfg.d_lr),
+            adam_b1=float(cfg.adam_b1), adam_b2=float(cfg.adam_b2), adam_eps=float(cfg.adam_eps),
+            r1_gamma=float(cfg.r1_gamma), r1_interval=int(cfg.r1_interval),
+            ema_half_life_images=float(cfg.ema_kimg) * 1000.0, ema_rampup=float(cfg.ema_rampup),
+            style_mixing_prob=float(cfg.style_mixing_prob),
+            compute_dtype=str(cfg.compute_dtype), seed=int(cfg.seed))
+
+    @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
         d = dict(d)
         known = {f.name for f in dataclasses.fields(cls)}
