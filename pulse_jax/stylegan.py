@@ -28,6 +28,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from pulse_jax import convs
+# Re-exported: the discriminator and older callers import these from here.
+from pulse_jax.convs import UPCONVS, blur, conv2d, upsample_nearest2  # noqa: F401
+
 Params = MappingT[str, Any]
 
 _SQRT2 = math.sqrt(2.0)
@@ -146,31 +150,12 @@ def instance_norm(x: jax.Array, eps: float) -> jax.Array:
     return centered * jax.lax.rsqrt(var + eps)
 
 
-def upsample_nearest2(x: jax.Array) -> jax.Array:
-    """``[B, H, W, C] -> [B, 2H, 2W, C]``, each pixel repeated into a 2x2 block."""
-    b, h, w, c = x.shape
-    x = jnp.broadcast_to(x[:, :, None, :, None, :], (b, h, 2, w, 2, c))
-    return x.reshape(b, 2 * h, 2 * w, c)
-
-
-def blur(x: jax.Array) -> jax.Array:
-    """Depthwise ``[1,2,1] x [1,2,1] / 16`` with zero padding 1, as shifted adds.
-
-    The taps are powers of two, so each product is exact; written as slices XLA fuses it
-    into one memory-bound pass instead of a depthwise convolution.
-    """
-    p = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    v = p[:, :-2] + 2.0 * p[:, 1:-1] + p[:, 2:]
-    h = v[:, :, :-2] + 2.0 * v[:, :, 1:-1] + v[:, :, 2:]
-    return h * (1.0 / 16.0)
-
-
-def conv2d(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """Stride-1 'same' cross-correlation (torch ``conv2d`` semantics); kernel HWIO."""
-    pad = kernel.shape[0] // 2
-    return jax.lax.conv_general_dilated(
-        x, kernel, window_strides=(1, 1), padding=((pad, pad), (pad, pad)),
-        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+def effective_kernel(kernel: jax.Array, gain: float, up: str = "none") -> jax.Array:
+    """A raw HWIO conv kernel with its equalized-lr scale applied (spatially flipped for the
+    reference's fused transposed conv)."""
+    k, cin = kernel.shape[0], kernel.shape[2]
+    w = kernel * (gain * (cin * k * k) ** -0.5)
+    return w[::-1, ::-1] if up == "fused" else w
 
 
 class EqualizedDense(nn.Module):
@@ -195,28 +180,42 @@ class EqualizedConv(nn.Module):
 
     ``up="none"``: conv + bias. ``up="nearest"``: nearest x2, conv (no bias), blur, + bias.
     ``up="fused"``: the reference's transposed conv, i.e. nearest x2 then the spatially
-    flipped kernel, blur, + bias.
+    flipped kernel, blur, + bias. ``upconv`` picks how an upsampling conv is computed
+    ("direct" or "subpixel", see :mod:`pulse_jax.convs`); the function is the same.
+    ``prepared``: the params are :func:`prepare_synthesis`'s ``{"w", "w_t", "bias"}``.
     """
 
     features: int
     kernel_size: int = 3
     gain: float = _SQRT2
     up: str = "none"
+    upconv: str = "direct"
+    prepared: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        cin = x.shape[-1]
-        k = self.kernel_size
-        kernel = self.param("kernel", nn.initializers.normal(1.0), (k, k, cin, self.features))
-        bias = self.param("bias", nn.initializers.zeros, (self.features,))
-        w = kernel * (self.gain * (cin * k * k) ** -0.5)
-        if self.up == "none":
-            return conv2d(x, w) + bias
-        if self.up == "fused":
-            w = w[::-1, ::-1]
-        elif self.up != "nearest":
+        if self.up not in ("none", "nearest", "fused"):
             raise ValueError(f"unknown upsampling {self.up!r}")
-        return blur(conv2d(upsample_nearest2(x), w)) + bias
+        up = self.up != "none"
+        if self.prepared:
+            w = {name: self._prepared_param(name) for name in ("w", "w_t")}
+            bias = self._prepared_param("bias")
+            y = convs.apply_prepared(x, w, up, self.upconv)
+        else:
+            k = self.kernel_size
+            kernel = self.param("kernel", nn.initializers.normal(1.0),
+                                (k, k, x.shape[-1], self.features))
+            bias = self.param("bias", nn.initializers.zeros, (self.features,))
+            w = effective_kernel(kernel, self.gain, self.up)
+            y = convs.upsample_conv(x, w, self.upconv) if up else convs.conv2d(x, w)
+        return (convs.blur(y) if up else y) + bias
+
+    def _prepared_param(self, name: str) -> jax.Array:
+        value = self.get_variable("params", name)
+        if value is None:
+            raise ValueError("a prepared Synthesis takes the params of prepare_synthesis "
+                             f"(no {name!r} in {'/'.join(self.scope.path)})")
+        return value
 
 
 class LayerEpilogue(nn.Module):
@@ -241,6 +240,7 @@ class InputBlock(nn.Module):
 
     channels: int
     eps: float
+    prepared: bool = False
 
     @nn.compact
     def __call__(self, w0, w1, n0, n1):
@@ -249,7 +249,7 @@ class InputBlock(nn.Module):
         bias = self.param("bias", nn.initializers.ones, (c,))
         x = jnp.broadcast_to(const, (w0.shape[0], 4, 4, c)) + bias
         x = LayerEpilogue(c, self.eps, name="epi1")(x, w0, n0)
-        x = EqualizedConv(c, name="conv")(x)
+        x = EqualizedConv(c, prepared=self.prepared, name="conv")(x)
         return LayerEpilogue(c, self.eps, name="epi2")(x, w1, n1)
 
 
@@ -259,13 +259,16 @@ class UpBlock(nn.Module):
     channels: int
     eps: float
     fused: bool
+    upconv: str = "direct"
+    prepared: bool = False
 
     @nn.compact
     def __call__(self, x, w0, w1, n0, n1):
         c = self.channels
-        x = EqualizedConv(c, up="fused" if self.fused else "nearest", name="conv0_up")(x)
+        x = EqualizedConv(c, up="fused" if self.fused else "nearest", upconv=self.upconv,
+                          prepared=self.prepared, name="conv0_up")(x)
         x = LayerEpilogue(c, self.eps, name="epi1")(x, w0, n0)
-        x = EqualizedConv(c, name="conv1")(x)
+        x = EqualizedConv(c, prepared=self.prepared, name="conv1")(x)
         return LayerEpilogue(c, self.eps, name="epi2")(x, w1, n1)
 
 
@@ -276,10 +279,17 @@ class Synthesis(nn.Module):
       config: the architecture.
       remat: rematerialize each block in the backward pass (``jax.checkpoint``), trading
         compute for the activation memory of many restarts at high resolution.
+      upconv: how the upsampling convs are computed: "direct" (nearest x2 then 3x3, the
+        reference's arithmetic) or "subpixel" (2.25x fewer multiply-adds; same function up
+        to float rounding). Not part of the architecture: any checkpoint runs either way.
+      prepared: the params are :func:`prepare_synthesis`'s (conv weights precomputed for
+        many calls with frozen weights; the same function, differentiable in the inputs).
     """
 
     config: GeneratorConfig
     remat: bool = False
+    upconv: str = "direct"
+    prepared: bool = False
 
     @nn.compact
     def __call__(self, wplus: jax.Array, noises: Sequence[jax.Array]) -> jax.Array:
@@ -302,12 +312,14 @@ class Synthesis(nn.Module):
             name = f"{res}x{res}"
             args = (wplus[:, 2 * k], wplus[:, 2 * k + 1], noises[2 * k], noises[2 * k + 1])
             if res == 4:
-                x = wrap(InputBlock)(cfg.width(res), cfg.instance_norm_eps, name=name)(*args)
+                x = wrap(InputBlock)(cfg.width(res), cfg.instance_norm_eps, self.prepared,
+                                     name=name)(*args)
             else:
                 x = wrap(UpBlock)(cfg.width(res), cfg.instance_norm_eps, cfg.is_fused(res),
-                                  name=name)(x, *args)
+                                  self.upconv, self.prepared, name=name)(x, *args)
             self.sow("intermediates", f"block_{name}", x)
-        return EqualizedConv(cfg.num_channels, kernel_size=1, gain=1.0, name="torgb")(x)
+        return EqualizedConv(cfg.num_channels, kernel_size=1, gain=1.0, prepared=self.prepared,
+                             name="torgb")(x)
 
 
 class Mapping(nn.Module):
@@ -328,17 +340,49 @@ class Mapping(nn.Module):
 # Pure functions of (config, params, inputs).
 
 
-@functools.partial(jax.jit, static_argnames=("config", "remat"))
+@functools.partial(jax.jit, static_argnames=("config", "remat", "upconv"))
 def synthesize(config: GeneratorConfig, params: Params, wplus: jax.Array,
-               noises: Sequence[jax.Array], remat: bool = False) -> jax.Array:
-    """Raw synthesis output ``[B, R, R, 3]`` (about [-1, 1]) from W+ ``[B, L, D]`` and noise."""
-    return Synthesis(config, remat=remat).apply({"params": params}, wplus, list(noises))
+               noises: Sequence[jax.Array], remat: bool = False,
+               upconv: str = "direct") -> jax.Array:
+    """Raw synthesis output ``[B, R, R, 3]`` (about [-1, 1]) from W+ ``[B, L, D]`` and noise.
+
+    ``remat`` and ``upconv`` change how it is computed, not what (see :class:`Synthesis`).
+    """
+    return Synthesis(config, remat=remat, upconv=upconv).apply({"params": params}, wplus,
+                                                               list(noises))
 
 
 @functools.partial(jax.jit, static_argnames=("config",))
 def map_latents(config: GeneratorConfig, params: Params, z: jax.Array) -> jax.Array:
     """Mapping network: z ``[N, D]`` -> w ``[N, D]``."""
     return Mapping(config).apply({"params": params}, z)
+
+
+def prepare_synthesis(config: GeneratorConfig, params: Params, upconv: str = "direct") -> dict:
+    """Synthesis params with every conv's weight arithmetic done once, for a
+    ``Synthesis(config, upconv=upconv, prepared=True)``.
+
+    Each conv's ``kernel`` becomes ``{"w", "w_t"}`` (:func:`pulse_jax.convs.prepare_conv`):
+    the scaled (flipped, folded) kernel and the kernel of its input gradient. Worth it when
+    the same frozen weights run many times (a search step would otherwise redo it).
+    """
+    def conv(p, gain=_SQRT2, up="none"):
+        out = {k: v for k, v in p.items() if k != "kernel"}
+        out.update(convs.prepare_conv(effective_kernel(p["kernel"], gain, up), up != "none", upconv))
+        return out
+
+    out = dict(params)
+    for res in config.block_resolutions:
+        name = f"{res}x{res}"
+        block = dict(params[name])
+        if res == 4:
+            block["conv"] = conv(block["conv"])
+        else:
+            block["conv0_up"] = conv(block["conv0_up"], up="fused" if config.is_fused(res) else "nearest")
+            block["conv1"] = conv(block["conv1"])
+        out[name] = block
+    out["torgb"] = conv(params["torgb"], gain=1.0)
+    return out
 
 
 def init_params(config: GeneratorConfig, key: jax.Array) -> dict[str, Any]:

@@ -105,13 +105,14 @@ def _recipe_1024(data_dir):
     return sd
 
 
-def test_1024_forward_matches_reference(data_dir, extra):
+@pytest.mark.parametrize("upconv", stylegan.UPCONVS)
+def test_1024_forward_matches_reference(data_dir, extra, upconv):
     gen = from_pulse_state_dicts(_recipe_1024(data_dir))
     assert gen.config == GeneratorConfig() and gen.num_layers == 18
     wplus = np.random.default_rng(7).standard_normal((1, 18, 512)).astype(np.float32)
     noises = [nhwc(np.random.default_rng(100 + i).standard_normal((1, 1, r, r)).astype(np.float32))
               for i, (r, _, _) in enumerate(gen.noise_shapes)]
-    raw, state = stylegan.Synthesis(gen.config).apply(
+    raw, state = stylegan.Synthesis(gen.config, upconv=upconv).apply(
         {"params": gen.params["synthesis"]}, jnp.asarray(wplus), noises, mutable=["intermediates"])
     raw = nchw(np.asarray(raw))
     assert raw.shape == (1, 3, 1024, 1024)

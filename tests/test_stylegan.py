@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pulse_jax import stylegan
+from pulse_jax import convs, stylegan
 from pulse_jax.stylegan import GeneratorConfig
 from pulse_jax.weights import pulse_state_dict as psd
 
@@ -43,11 +43,12 @@ def test_mapping_parity(ref):
     assert_close(w, ref["mapping_io/w"], atol=1e-4, rtol=1e-5, what="mapping")
 
 
-def test_synthesis_parity(ref):
+@pytest.mark.parametrize("upconv", stylegan.UPCONVS)
+def test_synthesis_parity(ref, upconv):
     gen = fixture_generator(ref)
     wplus = ref["synthesis_io/dlatents"]
     noises = fixture_noises(ref)
-    raw, state = stylegan.Synthesis(gen.config).apply(
+    raw, state = stylegan.Synthesis(gen.config, upconv=upconv).apply(
         {"params": gen.params["synthesis"]}, jnp.asarray(wplus), noises,
         mutable=["intermediates"])
     assert_close(nchw(np.asarray(raw)), ref["synthesis_io/image_raw"], atol=1e-3, rtol=1e-4,
@@ -63,6 +64,51 @@ def test_synthesis_parity(ref):
     # The jitted public method agrees with the eager module (up to XLA fusion rounding).
     jitted = np.asarray(gen.synthesize(wplus, noises))
     assert_close(nchw(jitted), ref["synthesis_io/image_raw"], atol=1e-3, rtol=1e-4, what="jit")
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 4, 5, 7), (1, 8, 6, 3, 4)])
+def test_subpixel_upsampling_conv_is_the_direct_one(shape):
+    """Nearest x2 + 3x3 == four 2x2 phase convs, checked against float64 (ragged H != W too)."""
+    b, h, w, cin, cout = shape
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((b, h, w, cin))
+    k = rng.standard_normal((3, 3, cin, cout))
+    up = np.pad(x.repeat(2, 1).repeat(2, 2), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    want = sum(np.einsum("bhwi,io->bhwo", up[:, dy:dy + 2 * h, dx:dx + 2 * w], k[dy, dx])
+               for dy in range(3) for dx in range(3))
+    with jax.default_matmul_precision("highest"):
+        for f in (convs.upsample_conv_direct, convs.upsample_conv_subpixel):
+            got = np.asarray(jax.jit(f)(jnp.asarray(x, jnp.float32), jnp.asarray(k, jnp.float32)))
+            assert_close(got, want, atol=1e-5, rtol=1e-5, what=f.__name__)
+    with pytest.raises(ValueError, match="3x3"):
+        convs.upsample_conv_subpixel(jnp.zeros((1, 4, 4, 2)), jnp.zeros((1, 1, 2, 2)))
+
+
+@pytest.mark.parametrize("upconv", stylegan.UPCONVS)
+def test_prepared_synthesis_is_the_same_function(ref, upconv):
+    """Prepared weights: same image, same gradients w.r.t. W+ and noise as the raw params."""
+    gen = fixture_generator(ref)
+    wplus = jnp.asarray(ref["synthesis_io/dlatents"])
+    noises = [jnp.asarray(n) for n in fixture_noises(ref)]
+    prepared = stylegan.prepare_synthesis(gen.config, gen.params["synthesis"], upconv)
+
+    def loss(params, is_prepared, w, n):
+        img = stylegan.Synthesis(gen.config, upconv=upconv, prepared=is_prepared).apply(
+            {"params": params}, w, n)
+        return jnp.sum(jnp.sin(img)), img
+
+    with jax.default_matmul_precision("highest"):
+        grad = jax.jit(jax.grad(loss, argnums=(2, 3), has_aux=True), static_argnums=1)
+        (gw_raw, gn_raw), img_raw = grad(gen.params["synthesis"], False, wplus, noises)
+        (gw, gn), img = grad(prepared, True, wplus, noises)
+    assert_close(img, img_raw, atol=2e-5, rtol=1e-5, what="image")
+    # Gradients sum thousands of products in another order: compare at their own scale.
+    for what, a, b in [("grad wplus", gw, gw_raw)] + [
+            (f"grad noise {i}", a, b) for i, (a, b) in enumerate(zip(gn, gn_raw))]:
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        assert np.abs(a - b).max() <= 1e-5 * np.abs(b).max(), what
+    with pytest.raises(ValueError, match="prepare_synthesis"):
+        stylegan.Synthesis(gen.config, prepared=True).init(jax.random.PRNGKey(0), wplus, noises)
 
 
 def test_fused_block_is_flipped_conv(ref):
