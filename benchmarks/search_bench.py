@@ -34,6 +34,8 @@ flags.DEFINE_integer("restarts", 1, "restarts per face")
 flags.DEFINE_integer("steps", 2, "timed steps (after one warm-up call)")
 flags.DEFINE_enum("precision", "highest", ["highest", "high", "default"], "matmul precision")
 flags.DEFINE_bool("remat", False, "rematerialize synthesis blocks")
+flags.DEFINE_enum("loop", "auto", list(search.LOOPS), "step loop (SearchConfig.loop)")
+flags.DEFINE_enum("upconv", "auto", list(search.UPCONVS), "upsampling convs (SearchConfig.upconv)")
 flags.DEFINE_integer("peak_n", 2048, "matrix side for the matmul peak")
 flags.DEFINE_bool("compile_only", False, "print compile time, FLOPs and memory, then stop")
 
@@ -59,18 +61,23 @@ def main(argv):
     D = cfg.dlatent_size
     gen = gen.replace_gaussian_fit(np.zeros(D, np.float32), np.ones(D, np.float32))
     scfg = SearchConfig(steps=max(FLAGS.steps, 1) + 1, restarts=FLAGS.restarts,
-                        precision=FLAGS.precision, remat=FLAGS.remat)
+                        precision=FLAGS.precision, remat=FLAGS.remat, loop=FLAGS.loop,
+                        upconv=FLAGS.upconv)
     factor = cfg.resolution // FLAGS.lr_size
     spec = _Spec.make(cfg, scfg, factor)
     B = FLAGS.faces * FLAGS.restarts
-    draw, init, run, _ = search._stages(spec, None, B)
+    stages = search._stages(spec, None, B)
+    draw, init, run = stages.draw, stages.init, stages.run
+    weights = stages.prepare(gen)
     ids = list(range(FLAGS.faces))
     lr = jnp.asarray(np.random.default_rng(0).uniform(size=(B, FLAGS.lr_size, FLAGS.lr_size, 3)),
                      jnp.float32)
     state = init(*draw(search.restart_keys(0, ids, FLAGS.restarts)))
 
     t0 = time.perf_counter()
-    lowered = run.lower(gen, lr, state, jnp.int32(1))
+    # One step's program: the host loop's step, or the device loop's body run once.
+    one = () if spec.cfg.loop == "host" else (jnp.int32(1),)
+    lowered = stages.step.lower(weights, lr, state, *one)
     compiled = lowered.compile()
     compile_s = time.perf_counter() - t0
     mem = compiled.memory_analysis()
@@ -84,6 +91,7 @@ def main(argv):
     print(f"generator            {cfg.resolution}x{cfg.resolution}, {cfg.num_layers} layers, widths {cfg.widths}")
     print(f"batch                {FLAGS.faces} faces x {FLAGS.restarts} restarts = {B}, LR {FLAGS.lr_size} (x{factor})")
     print(f"precision / remat    {FLAGS.precision} / {FLAGS.remat}")
+    print(f"loop / upconv        {spec.cfg.loop} / {spec.cfg.upconv}")
     print(f"compile              {compile_s:.2f} s")
     if temp_bytes is not None:
         print(f"step temp memory     {temp_bytes / 2**20:.0f} MiB (XLA's buffer assignment)")
@@ -96,10 +104,10 @@ def main(argv):
     if FLAGS.compile_only:
         return
 
-    state = run(gen, lr, state, jnp.int32(1))  # warm-up (also the first real step)
+    state = run(weights, lr, state, jnp.int32(1))  # warm-up (also the first real step)
     jax.block_until_ready(state)
     t0 = time.perf_counter()
-    state = run(gen, lr, state, jnp.int32(FLAGS.steps))
+    state = run(weights, lr, state, jnp.int32(FLAGS.steps))
     jax.block_until_ready(state)
     per_step = (time.perf_counter() - t0) / FLAGS.steps
 

@@ -67,7 +67,8 @@ reference: no file, ``"output": null``). A bad input gets ``{"input", "name", "f
 Config hash (:func:`config_hash`): the first 16 hex digits of the SHA-256 of the canonical JSON
 (sorted keys) of ``{"generator": generator_fingerprint(generator), "search": the SearchConfig
 fields except chunk_steps, keep_restart_images and remat (which do not change what is
-computed), "seed": seed, "version": 1}``. ``generator_fingerprint`` is the SHA-256 of the
+computed), with "auto" loop and upconv resolved for JAX's default backend (they change the
+bits), "seed": seed, "version": 2}``. ``generator_fingerprint`` is the SHA-256 of the
 generator config and every parameter and Gaussian-fit array (name, dtype, shape, bytes) in
 sorted order, so it identifies the weights themselves, whichever file they were loaded from.
 ``batch_size`` and the device layout are not in the hash (they change float rounding only).
@@ -108,7 +109,7 @@ __all__ = [
 
 MANIFEST = "manifest.jsonl"
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_MISSED_EPS = 0, 1, 2, 3
-HASH_VERSION = 1
+HASH_VERSION = 2  # 2: loop and upconv (resolved) are hashed
 # SearchConfig fields that do not change what is computed (only how, or what is returned).
 _HASH_EXCLUDED = ("chunk_steps", "keep_restart_images", "remat")
 _PART_RE = re.compile(r"^manifest\.part(\d+)of(\d+)\.jsonl$")
@@ -178,7 +179,7 @@ def generator_fingerprint(generator: Generator) -> str:
 
 
 def _search_fields(config: search_lib.SearchConfig) -> dict:
-    d = dataclasses.asdict(config)
+    d = dataclasses.asdict(config.resolved())
     for k in _HASH_EXCLUDED:
         d.pop(k, None)
     return d

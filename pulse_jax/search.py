@@ -42,6 +42,15 @@ from pulse_jax.generator import Generator
 NOISE_TYPES = ("zero", "fixed", "trainable")
 RETURN_IMAGES = ("best", "last")
 SELECT_RULES = ("success_then_total", "total", "l2")
+LOOPS = ("auto", "host", "device")
+UPCONVS = ("auto",) + stylegan.UPCONVS
+
+# What "auto" means per platform, from benchmarks/search_bench.py (docs/performance.md).
+# XLA:CPU runs the input-gradient convolutions of a step placed inside a while loop through
+# a slow path (about 3x slower at 64 and 1024), so CPU loops over steps on the host; other
+# platforms keep the device-side loop they were measured with.
+_AUTO = {"cpu": {"loop": "host", "upconv": "subpixel"}}
+_AUTO_OTHER = {"loop": "device", "upconv": "direct"}
 
 # Python-side trace counts of the jitted stages; tests use them to check for retracing.
 TRACE_COUNTS: dict[str, int] = {"init": 0, "steps": 0, "finalize": 0}
@@ -80,8 +89,16 @@ class SearchConfig:
       precision: matmul/conv precision inside the search: "highest" (float32, what the
         reference computed), "high" or "default" (TF32/bf16 passes on GPU/TPU: faster).
       remat: rematerialize each synthesis block in the backward pass (less memory).
-      chunk_steps: steps per compiled loop call; progress is reported between chunks.
+      chunk_steps: steps between progress reports.
       keep_restart_images: also return every restart's HR image (for contact sheets).
+      loop: how steps are iterated: "host" (a Python loop over one compiled step that
+        donates its state), "device" (``lax.fori_loop`` over ``chunk_steps`` steps in one
+        compiled call) or "auto" (host on CPU, device elsewhere; measured choices).
+      upconv: how the generator's upsampling convs are computed: "direct" (nearest x2 then
+        3x3, as the reference), "subpixel" (2.25x fewer multiply-adds, the same function up
+        to rounding) or "auto" (subpixel on CPU, direct elsewhere).
+      ``loop`` and ``upconv`` change speed, not the result beyond float rounding; since the
+      search is chaotic, the bits of a run do depend on them (and on the platform).
     """
 
     loss_str: str = "100*L2+0.05*GEOCROSS"
@@ -102,6 +119,8 @@ class SearchConfig:
     remat: bool = False
     chunk_steps: int = 10
     keep_restart_images: bool = False
+    loop: str = "auto"
+    upconv: str = "auto"
 
     def __post_init__(self):
         if self.noise_type not in NOISE_TYPES:
@@ -110,6 +129,10 @@ class SearchConfig:
             raise ValueError(f"return_image must be one of {RETURN_IMAGES}, got {self.return_image!r}")
         if self.select not in SELECT_RULES:
             raise ValueError(f"select must be one of {SELECT_RULES}, got {self.select!r}")
+        if self.loop not in LOOPS:
+            raise ValueError(f"loop must be one of {LOOPS}, got {self.loop!r}")
+        if self.upconv not in UPCONVS:
+            raise ValueError(f"upconv must be one of {UPCONVS}, got {self.upconv!r}")
         if self.precision not in ("highest", "high", "default"):
             raise ValueError(f"precision must be 'highest', 'high' or 'default', got {self.precision!r}")
         for name in ("steps", "restarts", "chunk_steps"):
@@ -126,6 +149,12 @@ class SearchConfig:
         optim.make_optimizer(self.opt_name, 1.0)
         optim.make_schedule(self.lr_schedule, self.steps, self.learning_rate)
         parse_bad_noise_layers(self.bad_noise_layers, 1)
+
+    def resolved(self, platform: Optional[str] = None) -> "SearchConfig":
+        """This config with "auto" ``loop``/``upconv`` replaced by the choice for ``platform``
+        ("cpu", "gpu", "tpu"; default: JAX's default backend)."""
+        auto = _AUTO.get(platform or jax.default_backend(), _AUTO_OTHER)
+        return dataclasses.replace(self, **{k: auto[k] for k in auto if getattr(self, k) == "auto"})
 
 
 def parse_bad_noise_layers(spec: str, num_layers: int) -> frozenset[int]:
@@ -236,12 +265,14 @@ class _Spec:
     plan: NoisePlan
 
     @classmethod
-    def make(cls, gen: stylegan.GeneratorConfig, cfg: SearchConfig, factor: int) -> "_Spec":
-        """Derives the latent rows and the noise plan from the two configs."""
+    def make(cls, gen: stylegan.GeneratorConfig, cfg: SearchConfig, factor: int,
+             platform: Optional[str] = None) -> "_Spec":
+        """Derives the latent rows and the noise plan from the two configs, and resolves
+        the "auto" settings for ``platform`` (default: JAX's default backend)."""
         rows = cfg.num_latent_rows or gen.num_layers
         if rows < gen.num_layers:
             raise ValueError(f"num_latent_rows {rows} < the generator's {gen.num_layers} layers")
-        return cls(gen, cfg, rows, factor, NoisePlan.make(cfg, gen.num_layers))
+        return cls(gen, cfg.resolved(platform), rows, factor, NoisePlan.make(cfg, gen.num_layers))
 
     @property
     def latent_rows(self) -> int:
@@ -253,10 +284,19 @@ def _optimizer(spec: _Spec) -> optax.GradientTransformation:
     return optim.make_optimizer(spec.cfg.opt_name, schedule)
 
 
-def _wplus(spec: _Spec, gen: Generator, z: jax.Array) -> jax.Array:
+def _prepare(spec: _Spec, gen: Generator) -> dict:
+    """What the steps read of the frozen generator, computed once per search: the synthesis
+    params with their conv weight arithmetic done (:func:`stylegan.prepare_synthesis`) and
+    the Gaussian fit."""
+    return {"synthesis": stylegan.prepare_synthesis(spec.gen, gen.params["synthesis"],
+                                                    spec.cfg.upconv),
+            "mean": gen.gaussian_fit["mean"], "std": gen.gaussian_fit["std"]}
+
+
+def _wplus(spec: _Spec, weights: dict, z: jax.Array) -> jax.Array:
     """Gaussianized W+ ``[B, rows, D]`` (tiled latents broadcast to all rows)."""
     z = jnp.broadcast_to(z, (z.shape[0], spec.rows, z.shape[2]))
-    return gaussianize(z, gen.gaussian_fit["mean"], gen.gaussian_fit["std"])
+    return gaussianize(z, weights["mean"], weights["std"])
 
 
 def _noise_list(spec: _Spec, trainable: Sequence[jax.Array], frozen: Sequence[jax.Array],
@@ -271,14 +311,15 @@ def _noise_list(spec: _Spec, trainable: Sequence[jax.Array], frozen: Sequence[ja
     return out
 
 
-def _forward(spec: _Spec, gen: Generator, params: dict, frozen: tuple) -> tuple[jax.Array, jax.Array]:
+def _forward(spec: _Spec, weights: dict, params: dict, frozen: tuple) -> tuple[jax.Array, jax.Array]:
     """(W+ ``[B, rows, D]``, image in ~[0, 1] ``[B, R, R, 3]``, unclamped)."""
     z = params["z"]
-    wplus = _wplus(spec, gen, z)
+    wplus = _wplus(spec, weights, z)
     noises = _noise_list(spec, params["noise"], frozen, z.shape[0])
     L = spec.gen.num_layers
-    raw = stylegan.Synthesis(spec.gen, remat=spec.cfg.remat).apply(
-        {"params": gen.params["synthesis"]}, wplus[:, :L], noises)
+    raw = stylegan.Synthesis(spec.gen, remat=spec.cfg.remat, upconv=spec.cfg.upconv,
+                             prepared=True).apply({"params": weights["synthesis"]},
+                                                  wplus[:, :L], noises)
     return wplus, (raw + 1.0) / 2.0
 
 
@@ -289,10 +330,14 @@ def _loss_fn(spec: _Spec):
 
 def loss_and_grad(spec: _Spec, gen: Generator, params: dict, frozen: tuple, ref_lr: jax.Array):
     """Per-sample total loss ``[B]``, terms, and the gradient of their sum w.r.t. params."""
+    return _loss_and_grad(spec, _prepare(spec, gen), params, frozen, ref_lr)
+
+
+def _loss_and_grad(spec: _Spec, weights: dict, params: dict, frozen: tuple, ref_lr: jax.Array):
     loss = _loss_fn(spec)
 
     def total(p):
-        wplus, img = _forward(spec, gen, p, frozen)
+        wplus, img = _forward(spec, weights, p, frozen)
         tot, terms, _ = loss(img, ref_lr, wplus)
         return jnp.sum(tot), (tot, terms)
 
@@ -335,9 +380,9 @@ def _select(mask: jax.Array, new, old):
     return jax.tree_util.tree_map(pick, new, old)
 
 
-def _step(spec: _Spec, gen: Generator, ref_lr: jax.Array, state: SearchState) -> SearchState:
+def _step(spec: _Spec, weights: dict, ref_lr: jax.Array, state: SearchState) -> SearchState:
     opt = _optimizer(spec)
-    tot, terms, grads = loss_and_grad(spec, gen, state.params, state.frozen_noise, ref_lr)
+    tot, terms, grads = _loss_and_grad(spec, weights, state.params, state.frozen_noise, ref_lr)
     better = tot < state.best_total  # strict, NaN never wins, as in the reference
     new_params, opt_state = optim.spherical_update(opt, state.params, state.opt_state, grads,
                                                    state.radii)
@@ -351,24 +396,55 @@ def _step(spec: _Spec, gen: Generator, ref_lr: jax.Array, state: SearchState) ->
         step=state.step + 1)
 
 
-def _run_steps(spec: _Spec, gen: Generator, ref_lr: jax.Array, state: SearchState,
+def _run_steps(spec: _Spec, weights: dict, ref_lr: jax.Array, state: SearchState,
                n: jax.Array) -> SearchState:
+    """``n`` steps in one compiled call (the "device" loop)."""
     TRACE_COUNTS["steps"] += 1
     with jax.default_matmul_precision(spec.cfg.precision):
-        return jax.lax.fori_loop(0, n, lambda _, s: _step(spec, gen, ref_lr, s), state)
+        return jax.lax.fori_loop(0, n, lambda _, s: _step(spec, weights, ref_lr, s), state)
 
 
-def _finalize(spec: _Spec, gen: Generator, ref_lr: jax.Array, state: SearchState,
+def _one_step(spec: _Spec, weights: dict, ref_lr: jax.Array, state: SearchState) -> SearchState:
+    """One step as its own program (the "host" loop calls it ``n`` times)."""
+    TRACE_COUNTS["steps"] += 1
+    with jax.default_matmul_precision(spec.cfg.precision):
+        return _step(spec, weights, ref_lr, state)
+
+
+def _host_loop(step: Callable) -> Callable:
+    """``run(weights, ref, state, n)`` as a Python loop over the compiled ``step``."""
+    def run(weights, ref_lr, state, n):
+        for _ in range(int(n)):
+            state = step(weights, ref_lr, state)
+        return state
+    return run
+
+
+class _Stages(NamedTuple):
+    """The compiled programs of one search. ``prepare(gen)`` gives the weights that
+    ``run(weights, ref, state, n)`` (``n`` steps with the configured loop) and
+    ``finalize(weights, ref, state)`` read; ``step`` is the compiled program ``run`` calls
+    (one step for the host loop, ``n`` steps for the device loop), for benchmarks."""
+
+    draw: Callable
+    init: Callable
+    prepare: Callable
+    run: Callable
+    finalize: Callable
+    step: Any
+
+
+def _finalize(spec: _Spec, weights: dict, ref_lr: jax.Array, state: SearchState,
               n_faces: int) -> dict:
     """Render every restart's best iterate, score it, and pick each face's restart."""
     TRACE_COUNTS["finalize"] += 1
     R = spec.cfg.restarts
     D = degrade_lib.make_degradation("bicubic", spec.factor)
     with jax.default_matmul_precision(spec.cfg.precision):
-        wplus, img = _forward(spec, gen, state.best_params, state.frozen_noise)
+        wplus, img = _forward(spec, weights, state.best_params, state.frozen_noise)
         if spec.cfg.return_image == "last":
             # The reference: HR of the last evaluated iterate, LR = clamp(D(best image)).
-            _, last_img = _forward(spec, gen, state.last_params, state.frozen_noise)
+            _, last_img = _forward(spec, weights, state.last_params, state.frozen_noise)
             hr = jnp.clip(last_img, 0.0, 1.0)
             lr = jnp.clip(D(img), 0.0, 1.0)
         else:
@@ -413,8 +489,8 @@ def _batched_specs(tree: Any, batch: int, axis: str) -> Any:
 
 
 @functools.lru_cache(maxsize=32)
-def _stages(spec: _Spec, mesh: Optional[jax.sharding.Mesh], batch: int):
-    """The jitted (draw, init, run_steps, finalize) stages for one spec and device layout.
+def _stages(spec: _Spec, mesh: Optional[jax.sharding.Mesh], batch: int) -> _Stages:
+    """The jitted stages for one spec and device layout.
 
     With a mesh, each stage runs under ``shard_map`` over its "faces" axis: every device
     runs the very program a single device runs on its own slice, so results do not depend
@@ -422,15 +498,22 @@ def _stages(spec: _Spec, mesh: Optional[jax.sharding.Mesh], batch: int):
     """
     draw = lambda keys: jax.vmap(functools.partial(_draw, spec))(keys)
     init = functools.partial(_init_state, spec)
-    run = functools.partial(_run_steps, spec)
+    host = spec.cfg.loop == "host"
+    run = functools.partial(_one_step if host else _run_steps, spec)
     n_faces = batch // spec.cfg.restarts
+
+    prepare = jax.jit(functools.partial(_prepare, spec))  # replicated: no mesh needed
+
+    def stages(draw, init, run, fin):
+        return _Stages(draw, init, prepare, _host_loop(run) if host else run, fin, run)
+
     if mesh is None:
-        fin = lambda gen, ref, state: _finalize(spec, gen, ref, state, n_faces)
-        return (jax.jit(draw), jax.jit(init), jax.jit(run, donate_argnums=2), jax.jit(fin))
+        fin = lambda weights, ref, state: _finalize(spec, weights, ref, state, n_faces)
+        return stages(jax.jit(draw), jax.jit(init), jax.jit(run, donate_argnums=2), jax.jit(fin))
     P = jax.sharding.PartitionSpec
     ndev = mesh.devices.size
     local = batch // ndev
-    fin = lambda gen, ref, state: _finalize(spec, gen, ref, state, n_faces // ndev)
+    fin = lambda weights, ref, state: _finalize(spec, weights, ref, state, n_faces // ndev)
     key_shape = jax.eval_shape(lambda: restart_keys(0, [0], 1))
     params_shape = jax.eval_shape(draw, jax.ShapeDtypeStruct((local,) + key_shape.shape[1:],
                                                             key_shape.dtype))
@@ -440,10 +523,11 @@ def _stages(spec: _Spec, mesh: Optional[jax.sharding.Mesh], batch: int):
     def smap(f, in_specs, out_specs):
         return jax.shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
 
-    return (
+    run_specs = (P(), P("faces"), sspec) if host else (P(), P("faces"), sspec, P())
+    return stages(
         jax.jit(smap(draw, P("faces"), P("faces"))),
         jax.jit(smap(init, (P("faces"), P("faces")), sspec)),
-        jax.jit(smap(run, (P(), P("faces"), sspec, P()), sspec), donate_argnums=2),
+        jax.jit(smap(run, run_specs, sspec), donate_argnums=2),
         jax.jit(smap(fin, (P(), P("faces"), sspec), P("faces"))),
     )
 
@@ -531,7 +615,8 @@ def upsample(generator: Generator, lr_images: Any, config: SearchConfig = Search
     if per_device < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
     bs = per_device * ndev
-    spec = _Spec.make(generator.config, config, factor)
+    platform = None if mesh is None else mesh.devices.flat[0].platform
+    spec = _Spec.make(generator.config, config, factor, platform)
     parts = []
     for start in range(0, n, bs):
         stop = min(start + bs, n)
@@ -547,21 +632,23 @@ def _search_chunk(spec: _Spec, gen: Generator, lr: np.ndarray, ids: list[int], s
                   faces: tuple[int, int], progress, mesh) -> dict:
     R, steps = spec.cfg.restarts, spec.cfg.steps
     nf, real = len(ids), faces[1] - faces[0]
-    draw, init, run, finalize = _stages(spec, mesh, nf * R)
+    stages = _stages(spec, mesh, nf * R)
+    draw, init, run, finalize = stages.draw, stages.init, stages.run, stages.finalize
+    weights = stages.prepare(gen)
     ref = jnp.asarray(np.repeat(lr, R, axis=0))
     state = init(*draw(restart_keys(seed, ids, R)))
     done = 0
     while done < steps:
         k = min(spec.cfg.chunk_steps, steps - done)
-        state = run(gen, ref, state, jnp.int32(k))
+        state = run(weights, ref, state, jnp.int32(k))
         done += k
         if progress is not None:
             cur = state
 
             def render(cur=cur):
-                return np.asarray(finalize(gen, ref, cur)["hr"])[:real]
+                return np.asarray(finalize(weights, ref, cur)["hr"])[:real]
 
             progress(Progress(done, steps, faces,
                               np.asarray(cur.best_l2).reshape(nf, R)[:real],
                               np.asarray(cur.best_total).reshape(nf, R)[:real], render))
-    return finalize(gen, ref, state)
+    return finalize(weights, ref, state)

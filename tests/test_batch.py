@@ -64,6 +64,10 @@ def test_config_hash_depends_on_what_changes_results():
     # Only how it is computed or returned: same hash.
     for change in ({"chunk_steps": 1}, {"keep_restart_images": True}, {"remat": True}):
         assert h == batch.config_hash(gen, dataclasses.replace(CFG, **change), 0)
+    # The loop and the upsampling convs change the bits: hashed as resolved for this backend.
+    assert h == batch.config_hash(gen, CFG.resolved(), 0)
+    for change in ({"loop": "device"}, {"upconv": "direct"}):
+        assert h != batch.config_hash(gen, dataclasses.replace(CFG, **change), 0)
     syn = dict(gen.params["synthesis"], torgb={
         "kernel": gen.params["synthesis"]["torgb"]["kernel"] * 1.001,
         "bias": gen.params["synthesis"]["torgb"]["bias"]})

@@ -1,6 +1,8 @@
 """The PULSE search: teacher-forced parity with the reference loop, free-running steps,
 the reference's last-iterate option, and self-consistency of results."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,10 +10,12 @@ import pytest
 
 from pulse_jax import degrade, search
 from pulse_jax.search import SearchConfig, _Spec, NoisePlan
+from pulse_jax.stylegan import GeneratorConfig, UPCONVS
 
 from helpers import fixture_generator, nhwc
 
 E2E = SearchConfig(bad_noise_layers="17", steps=10)  # the fixture's run.py defaults, 10 steps
+GEN_CFG = GeneratorConfig(resolution=128, fmap_base=512, fmap_max=32)
 
 
 def _spec(gen, cfg, rows=None):
@@ -59,13 +63,29 @@ def test_config_rejects_bad_strings():
         SearchConfig(lr_schedule="cosine")
     with pytest.raises(ValueError, match="steps"):
         SearchConfig(steps=0)
+    with pytest.raises(ValueError, match="loop"):
+        SearchConfig(loop="scan")
+    with pytest.raises(ValueError, match="upconv"):
+        SearchConfig(upconv="transposed")
 
 
+def test_auto_settings_resolve_per_platform():
+    assert (SearchConfig().resolved("cpu").loop, SearchConfig().resolved("cpu").upconv) == ("host", "subpixel")
+    for platform in ("gpu", "tpu"):
+        cfg = SearchConfig().resolved(platform)
+        assert (cfg.loop, cfg.upconv) == ("device", "direct")
+    explicit = SearchConfig(loop="device", upconv="subpixel")
+    assert explicit.resolved("cpu") == explicit
+    assert SearchConfig().resolved() == SearchConfig().resolved(jax.default_backend())
+    assert _Spec.make(GEN_CFG, SearchConfig(), 8, "gpu").cfg.loop == "device"
+
+
+@pytest.mark.parametrize("upconv", UPCONVS)
 @pytest.mark.parametrize("j", range(10))
-def test_e2e_teacher_forced(ref, j):
+def test_e2e_teacher_forced(ref, j, upconv):
     """At every step, given the reference's iterate, loss terms and gradients match."""
     gen = fixture_generator(ref)
-    spec = _spec(gen, E2E)
+    spec = _spec(gen, dataclasses.replace(E2E, upconv=upconv))
     params, frozen, ref_lr = _e2e_inputs(ref, "e2e", j)
     tot, terms, grads = jax.jit(search.loss_and_grad, static_argnums=0)(spec, gen, params, frozen, ref_lr)
     np.testing.assert_allclose(float(jnp.sum(tot)), ref["e2e/loss_TOTAL"][j], rtol=1e-5)
@@ -82,20 +102,24 @@ def _free_run(ref, prefix, cfg, rows=None, steps=10):
     spec = _spec(gen, cfg, rows)
     params, frozen, ref_lr = _e2e_inputs(ref, prefix)
     B = params["z"].shape[0]
-    _, init, run, finalize = search._stages(spec, None, B)
-    state = init(params, frozen)
+    stages = search._stages(spec, None, B)
+    weights = stages.prepare(gen)
+    state = stages.init(params, frozen)
     lg = jax.jit(search.loss_and_grad, static_argnums=0)
     losses, states = [], [state]
     for _ in range(steps):
         tot, terms, grads = lg(spec, gen, state.params, state.frozen_noise, ref_lr)
         losses.append((float(jnp.sum(tot)), float(jnp.sum(terms["L2"])), grads, np.asarray(tot)))
-        state = run(gen, ref_lr, state, jnp.int32(1))
+        state = stages.run(weights, ref_lr, state, jnp.int32(1))
         states.append(jax.tree_util.tree_map(np.asarray, state))
-    return gen, spec, losses, states, finalize(gen, ref_lr, state)
+    return gen, spec, losses, states, stages.finalize(weights, ref_lr, state)
 
 
-def test_e2e_free_running(ref):
-    _, _, losses, states, _ = _free_run(ref, "e2e", E2E)
+@pytest.mark.parametrize("loop", ["host", "device"])
+@pytest.mark.parametrize("upconv", UPCONVS)
+def test_e2e_free_running(ref, loop, upconv):
+    cfg = dataclasses.replace(E2E, loop=loop, upconv=upconv)
+    _, _, losses, states, _ = _free_run(ref, "e2e", cfg)
     totals = np.array([l[0] for l in losses])
     np.testing.assert_allclose(totals[:3], ref["e2e/loss_TOTAL"][:3], rtol=1e-3)
     np.testing.assert_allclose(totals, ref["e2e/loss_TOTAL"], rtol=1e-1)
@@ -202,9 +226,10 @@ def test_deterministic_and_batch_independent(own_targets):
     assert not np.array_equal(c.latent, a.latent)
 
 
-def test_no_retrace_for_same_shape(own_targets):
+@pytest.mark.parametrize("loop", ["host", "device"])
+def test_no_retrace_for_same_shape(own_targets, loop):
     gen, lr = own_targets
-    cfg = SearchConfig(steps=5, restarts=2, chunk_steps=2)  # chunks of 2, 2, 1: one compile
+    cfg = SearchConfig(steps=5, restarts=2, chunk_steps=2, loop=loop)  # chunks of 2, 2, 1: one compile
     search.upsample(gen, lr[:2], cfg, seed=0)
     before = dict(search.TRACE_COUNTS)
     search.upsample(gen, lr[1:3], cfg, seed=1)
@@ -221,12 +246,13 @@ def test_progress_reports(own_targets):
                     (5, (2, 2), (2, 128, 128, 3))]
 
 
-def test_many_devices_match_one(own_targets):
+@pytest.mark.parametrize("loop", ["host", "device"])
+def test_many_devices_match_one(own_targets, loop):
     gen, lr = own_targets
     devices = jax.devices()
     if len(devices) < 4:
         pytest.fail("conftest should provide 4 fake CPU devices")
-    cfg = SearchConfig(steps=4, restarts=2, chunk_steps=2)
+    cfg = SearchConfig(steps=4, restarts=2, chunk_steps=2, loop=loop)
     lr4 = np.concatenate([lr, lr[:2]])[:5]  # 5 faces: ragged over 4 devices
     one = search.upsample(gen, lr4, cfg, seed=1, batch_size=1)
     mesh = jax.sharding.Mesh(np.array(devices[:4]), ("faces",))

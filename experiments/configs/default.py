@@ -94,6 +94,8 @@ def get_config() -> ml_collections.ConfigDict:
     s.precision = "highest"
     s.remat = False
     s.chunk_steps = 10
+    s.loop = "auto"               # "host" | "device"; auto: host on CPU (docs/performance.md)
+    s.upconv = "auto"             # "direct" | "subpixel"; auto: subpixel on CPU
 
     # Outputs.
     config.save_intermediate = False
