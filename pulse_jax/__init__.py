@@ -8,7 +8,8 @@ image downscales back to it, by projected gradient descent on spheres from rando
     res = pulse_jax.upsample(gen, lr_images, pulse_jax.SearchConfig(restarts=4), seed=0)
     res.hr, res.lr, res.l2, res.success          # [N,R,R,3], [N,S,S,3], [N], [N]
 
-Modules: ``stylegan`` (the generator, pure functions of params), ``generator`` (the
+Modules: ``stylegan`` (the generator, pure functions of params), ``convs`` (its
+convolutions: direct and sub-pixel upsampling, prepared kernels), ``generator`` (the
 ``Generator`` pytree), ``degrade`` (the reference's bicubic downscale), ``losses`` (L2, L1,
 GEOCROSS, loss strings), ``optim`` (sphere projection, torch-semantics optimizers, PULSE's
 schedules), ``search`` (the PULSE loop), ``weights`` (safe import of PULSE's .pt and

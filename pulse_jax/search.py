@@ -13,6 +13,12 @@ reference (spec section 8) the returned image is the best iterate's, success is 
 per face, and a result is always returned with its l2 and success flag;
 ``return_image="last"`` reproduces the reference's last-iterate image.
 
+How steps run (``SearchConfig.loop``, ``upconv``; docs/performance.md): the generator's
+weight arithmetic is done once per search; on CPU a Python loop calls one compiled step
+that donates its state (XLA:CPU runs a step inside ``lax.fori_loop`` about 3x slower), and
+the upsampling convolutions run in their sub-pixel form; GPU/TPU use a ``fori_loop`` per
+progress chunk. Same function either way, up to float rounding.
+
 Randomness: restart ``r`` of the face with index ``i`` in the request (or ``face_ids[i]``)
 draws from ``fold_in(fold_in(PRNGKey(seed), face_id), r)``, so duplicates differ and a
 face's start does not depend on the other faces. Bitwise equality of whole runs also
