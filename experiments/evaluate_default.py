@@ -1,7 +1,7 @@
 r"""Evidence for a shipped face model: samples, PULSE on held-out faces, the training curve.
 
   python experiments/evaluate_default.py --checkpoint=checkpoints/utkface64 \
-      --data=../shared/data/utkface64.zip --held_out=300 --faces=100 \
+      --data=path/to/utkface64.zip --held_out=300 --faces=100 \
       --workdir=runs/gpu_session --output_dir=runs/eval_utkface64 \
       --evidence_dir=checkpoints/utkface64_evidence
 
@@ -49,7 +49,8 @@ flags.DEFINE_string("evidence_dir", "checkpoints/utkface64_evidence", "committab
 
 
 def lr_of(hr: np.ndarray, factor: int) -> np.ndarray:
-    """PULSE's LR preparation: bicubic downscale, clamp, 8-bit truncation (spec 5.2)."""
+    """PULSE's LR preparation: bicubic downscale, clamp, 8-bit truncation (docs/reference.md,
+    "Preparing LR faces")."""
     lr = np.asarray(degrade.bicubic_downscale(jnp.asarray(hr), factor))
     return images.to_uint8(lr).astype(np.float32) / 255.0
 

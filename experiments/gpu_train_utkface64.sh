@@ -7,7 +7,7 @@
 # training stops after TRAIN_SECONDS of wall clock (compilation included), checkpoints,
 # and exports the EMA generator with its Gaussian fit. Rerunning with the same WORK resumes.
 #
-#   cp ../shared/data/utkface64.zip .data/   # an ignored folder
+#   cp path/to/utkface64.zip .data/   # an ignored folder
 #   OUT=runs/gpu_session TRAIN_SECONDS=300 bash experiments/gpu_train_utkface64.sh
 #
 # Outputs in $OUT: env.txt, train.log, generator/{arrays.npz,manifest.json},

@@ -32,7 +32,7 @@ Stages, for every process:
    ``batch_size * devices`` faces, sharded over the local devices (mesh axis ``"faces"``),
    the last call padded. ``batch_size`` is the number of faces *per device* and is a setting,
    never derived from the device count: with the same ``batch_size`` a face gets the same
-   bits on 1 or 4 devices and on 1 or 2 processes (DESIGN.md, reproducibility).
+   bits on 1 or 4 devices and on 1 or 2 processes (README.md, "Reproducibility").
 5. **Write.** For each face, in this order: ``{name}.png`` (HR), optionally ``{name}_lr.png``
    (the HR's bicubic downscale) and ``{name}_sheet.png`` (``LR | best | every restart``,
    labelled with l2), then one manifest line. Every image is written atomically (temporary

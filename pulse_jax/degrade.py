@@ -4,10 +4,10 @@ Every operator here is a pure function with the signature :data:`Degradation`:
 ``[B, H, W, C] float32 -> [B, H/f, W/f, C] float32``, in whatever range the input has (PULSE feeds
 ``(rgb + 1) / 2``, roughly ``[0, 1]`` but unclamped). Nothing is clipped or rounded.
 
-``bicubic`` is PULSE's ``BicubicDownSample`` (``bicubic.py``, spec section 4) to float32
-rounding: a separable bicubic (a = -0.5) filter of ``4 f`` taps, reflect padding, rows first
-and then columns. It works for any channel count (the reference needs exactly 3) and any
-integer factor ``f >= 1``.
+``bicubic`` is PULSE's ``BicubicDownSample`` (``bicubic.py``; docs/reference.md, "The downscale
+operator") to float32 rounding: a separable bicubic (a = -0.5) filter of ``4 f`` taps, reflect
+padding, rows first and then columns. It works for any channel count (the reference needs
+exactly 3) and any integer factor ``f >= 1``.
 
 Implementation: each 1-D pass is a dense contraction with a ``[H/f, H]`` banded matrix that
 already contains the reflect padding (a padded sample's tap is added to the entry of the pixel it

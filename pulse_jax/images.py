@@ -44,12 +44,13 @@ with the other faces. The rules:
 Writing results
 ---------------
 ``to_uint8`` converts floats to bytes by truncation, ``floor(255 * clip(x, 0, 1))``, like the
-reference's ``ToPILImage`` (spec 8.9); ``rounding="round"`` is available. ``save_png`` writes an
-8-bit RGB PNG. Every writer here is atomic: ``atomic_write_bytes`` / ``atomic_write_text`` write a
-temporary file in the target's folder, fsync it and ``os.replace`` it over the target, so a crash
-leaves either the old file or the new one, never half of one. ``append_jsonl`` adds exactly one
-complete line to a JSON-lines manifest with a single ``write`` on an ``O_APPEND`` descriptor, and
-``read_jsonl`` reads the complete records back, skipping a partial last line left by a crash.
+reference's ``ToPILImage`` (docs/reference.md, "Images in and out"); ``rounding="round"`` is
+available. ``save_png`` writes an 8-bit RGB PNG. Every writer here is atomic:
+``atomic_write_bytes`` / ``atomic_write_text`` write a temporary file in the target's folder,
+fsync it and ``os.replace`` it over the target, so a crash leaves either the old file or the
+new one, never half of one. ``append_jsonl`` adds exactly one complete line to a JSON-lines
+manifest with a single ``write`` on an ``O_APPEND`` descriptor, and ``read_jsonl`` reads the
+complete records back, skipping a partial last line left by a crash.
 ``replace_dir`` and ``fsync_dir`` do the same for whole folders (the checkpoint writers use them).
 
 ``contact_sheet`` draws one row, ``LR input | best HR | r0 | r1 | ...``, each tile labelled with its
@@ -251,8 +252,8 @@ def check_size(size: int, resolution: int) -> int:
     """Checks an LR size against the generator's resolution and returns the factor.
 
     PULSE's bicubic downscale needs an integer factor ``resolution / size``, and a factor of at
-    least 2 (factor 1 is not the identity in the reference, spec 8.10, and is not a
-    super-resolution).
+    least 2 (factor 1 is not the identity in the reference, docs/reference.md, "The downscale
+    operator", and is not a super-resolution).
 
     Args:
       size: the LR image's side ``S`` in pixels.
@@ -603,10 +604,11 @@ def to_uint8(x: Any, rounding: Rounding = "truncate") -> np.ndarray:
     """Converts floats in ``[0, 1]`` to uint8, like the reference by default.
 
     ``"truncate"`` (default): ``floor(255 * clip(x, 0, 1))`` computed in float32. This is what
-    torchvision's ``ToPILImage`` does in the reference (spec 8.9): its saved HR images and, more
-    importantly, its LR references (``align_face.py`` output) were made this way, so keeping it
-    reproduces the reference's files bit for bit, and ``u8 / 255`` round-trips exactly
-    (``to_uint8(u / 255) == u`` for every byte). It darkens by 0.5/255 on average.
+    torchvision's ``ToPILImage`` does in the reference (docs/reference.md, "Images in and
+    out"): its saved HR images and, more importantly, its LR references (``align_face.py``
+    output) were made this way, so keeping it reproduces the reference's files bit for bit, and
+    ``u8 / 255`` round-trips exactly (``to_uint8(u / 255) == u`` for every byte). It darkens by
+    0.5/255 on average.
     ``"round"``: ``rint(255 * clip(x, 0, 1))``, unbiased; choose it for images that only people
     look at. NaN becomes 0 in both modes.
 

@@ -1,5 +1,5 @@
-"""PULSE's loss terms (``loss.py``, spec section 3) as pure per-face functions, and the parser of
-loss strings such as ``"100*L2+0.05*GEOCROSS"``.
+"""PULSE's loss terms (``loss.py``; docs/reference.md, "Losses") as pure per-face functions, and
+the parser of loss strings such as ``"100*L2+0.05*GEOCROSS"``.
 
 Deviation in shape only: the reference SUMS every term over the batch; here every term is a
 ``[B]`` vector of per-face values (sum them to get the reference's scalars). Per-face values are

@@ -1,5 +1,6 @@
 """PULSE's optimizer: torch-semantics inner optimizers, the spherical projection, and the
-learning-rate schedules (``SphericalOptimizer.py`` and ``PULSE.py``, spec sections 2.6-2.7).
+learning-rate schedules (``SphericalOptimizer.py`` and ``PULSE.py``; docs/reference.md, "The
+spherical optimizer" and "Learning-rate schedules").
 
 Use in the search (the exact path; see :func:`spherical_update` for why there is no
 ``GradientTransformation`` wrapper)::

@@ -1,7 +1,7 @@
 """The PULSE search: find latents whose generated image downscales to each input face.
 
 For every face, ``restarts`` independent random starts run in parallel (one batch of
-``faces x restarts`` through the generator). Each step (spec 2.8)::
+``faces x restarts`` through the generator). Each step (docs/reference.md, "One iteration")::
 
     z -> w+ = LeakyReLU_0.2(z * std + mean) -> gen = (synthesis(w+, noise) + 1) / 2
       -> D(gen) -> loss = sum_k weight_k * term_k (100*L2 + 0.05*GEOCROSS by default)
@@ -9,8 +9,8 @@ For every face, ``restarts`` independent random starts run in parallel (one batc
 
 Every restart keeps its best iterate (lowest total loss, as the reference's ``best_im``);
 each face's result is its best restart (see :class:`SearchConfig` ``select``). Unlike the
-reference (spec section 8) the returned image is the best iterate's, success is decided
-per face, and a result is always returned with its l2 and success flag;
+reference (docs/reference.md, "Pitfalls") the returned image is the best iterate's, success
+is decided per face, and a result is always returned with its l2 and success flag;
 ``return_image="last"`` reproduces the reference's last-iterate image.
 
 How steps run (``SearchConfig.loop``, ``upconv``; docs/performance.md): the generator's
@@ -65,7 +65,7 @@ TRACE_COUNTS: dict[str, int] = {"init": 0, "steps": 0, "finalize": 0}
 @dataclasses.dataclass(frozen=True)
 class SearchConfig:
     """Settings of the search. Fields named as the reference's ``run.py`` flags keep its
-    defaults (spec 5.1); the rest are ours.
+    defaults (docs/reference.md, "run.py flags and defaults"); the rest are ours.
 
     Reference flags:
       loss_str: weighted terms, e.g. ``"100*L2+0.05*GEOCROSS"`` (L2, L1, GEOCROSS).

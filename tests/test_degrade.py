@@ -17,8 +17,8 @@ from pulse_jax.degrade import (
 )
 
 FIXTURE_FACTORS = (2, 4, 8, 16, 32, 64)
-BICUBIC_ATOL = 1e-5  # fixtures README: bicubic/x_down_*, x1024_down_*
-KERNEL_ATOL = 1e-7  # fixtures README: bicubic/kernel_f*
+BICUBIC_ATOL = 1e-5  # tests/data/README.md: bicubic/x_down_*, x1024_down_*
+KERNEL_ATOL = 1e-7  # tests/data/README.md: bicubic/kernel_f*
 
 
 def nchw_to_nhwc(x):

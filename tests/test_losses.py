@@ -12,8 +12,8 @@ from pulse_jax.degrade import make_degradation
 from pulse_jax.losses import DEFAULT_LOSS, geocross, l1, l2, make_loss, parse_loss
 
 EPS = 2e-3  # the fixture's (and PULSE's default) eps
-SCALAR_RTOL = 1e-5  # fixtures README: loss scalars
-GEN_LR_ATOL = 5e-5  # fixtures README: loss/gen_im_lr
+SCALAR_RTOL = 1e-5  # tests/data/README.md: loss scalars
+GEN_LR_ATOL = 5e-5  # tests/data/README.md: loss/gen_im_lr
 ALL3 = "100*L2+0.05*GEOCROSS+2*L1"
 
 
@@ -68,7 +68,7 @@ def test_default_gradients(ref, inputs):
         want = ref[f"loss/default/{key}"]
         if want.ndim == 4:
             want = np.transpose(want, (0, 2, 3, 1))
-        # fixtures README: atol 1e-5 x max abs, rtol 1e-4.
+        # tests/data/README.md: atol 1e-5 x max abs, rtol 1e-4.
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
     # Sample 0's clamped L2 contributes nothing to the image gradient.
     assert not np.any(np.asarray(grad_gen[0]))

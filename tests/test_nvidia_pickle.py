@@ -437,7 +437,8 @@ def test_fused_upscale_needs_no_flip():
     # Non-fused (TF conv2d after nearest upscale) == PyTorch conv2d with the same converted weight.
     np.testing.assert_allclose(_torch_conv2d(_up(x), w_pulse, 1), _tf_conv2d_same(_up(x), w_tf),
                                rtol=0, atol=1e-12)
-    # Spec 1.3's observation holds for TF itself: fused == nearest-up + 3x3 conv, kernel flipped.
+    # docs/reference.md, "Fused upsampling is a flipped kernel", holds for TF itself:
+    # fused == nearest-up + 3x3 conv, kernel flipped.
     np.testing.assert_allclose(y_tf, _torch_conv2d(_up(x), w_pulse[:, :, ::-1, ::-1], 1),
                                rtol=0, atol=1e-12)
 

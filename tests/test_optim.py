@@ -18,9 +18,9 @@ from pulse_jax.optim import (
     spherical_update,
 )
 
-SPH_ATOL = 1e-5  # fixtures README: sph/*
-SCHED_RTOL = 1e-12  # fixtures README: sched/*, e2e/lr (exact Python float64)
-REPLAY_ATOL = 2e-5  # fixtures README: e2e optimizer replay (test 2)
+SPH_ATOL = 1e-5  # tests/data/README.md: sph/*
+SCHED_RTOL = 1e-12  # tests/data/README.md: sched/*, e2e/lr (exact Python float64)
+REPLAY_ATOL = 2e-5  # tests/data/README.md: e2e optimizer replay
 F32_RTOL = 1e-6  # float32 schedule vs the float64 one (a few roundings of ~6e-8)
 NOISE_KEYS = tuple(f"noise_0{k}" for k in range(5))
 
@@ -68,8 +68,9 @@ def test_spherical_steps_match_reference(ref, name):
 
 
 def test_torch_adam_vs_optax_adam(ref):
-    # Same formula (spec 2.6), but optax computes 1 - 0.999^t in float32, which cancels: its
-    # second update is off by ~1e-5 relative, enough to break the fixture's atol at lr 0.4.
+    # Same formula (docs/reference.md, "The spherical optimizer"), but optax computes
+    # 1 - 0.999^t in float32, which cancels: its second update is off by ~1e-5 relative,
+    # enough to break the fixture's atol at lr 0.4.
     params = {k: jnp.asarray(ref[f"sph/x0_{k}"]) for k in ("latent", "noise")}
     ours, theirs = make_optimizer("adam", 0.4), optax.adam(0.4, 0.9, 0.999, 1e-8, eps_root=0.0)
     s1, s2 = ours.init(params), theirs.init(params)
@@ -156,7 +157,7 @@ def test_lr_multiplier_matches_reference(ref, name):
 
 
 def test_spec_table_of_lrs():
-    # Spec 2.7: S = 100, lr 0.4, linear1cycledrop.
+    # docs/reference.md, "Learning-rate schedules": S = 100, lr 0.4, linear1cycledrop.
     table = {0: 0.04, 1: 0.048, 10: 0.12, 20: 0.2, 30: 0.28, 44: 0.392, 45: 0.4, 60: 0.28,
              80: 0.12, 89: 0.048, 90: 0.04, 95: 0.0202, 98: 0.00832, 99: 0.00436}
     for j, lr in table.items():
@@ -177,7 +178,7 @@ def test_bad_schedule():
         make_schedule("fixed", 0, 0.4)
 
 
-# --- e2e optimizer replay (fixtures README, "How to test the loop", test 2) ----------------------
+# --- e2e optimizer replay (tests/data/README.md, "Testing the loop with e2e/*", 2) ----------------
 
 
 def test_e2e_adam_replay(ref):

@@ -1,4 +1,4 @@
-"""Parity on configurations the shared fixture does not cover (tests/data/README.md):
+"""Parity on configurations pulse_ref_small_seed0.npz does not cover (tests/data/README.md):
 config A (256x256, two fused blocks, batch 3, weights in torch's legacy format) and
 config B (the real 1024 architecture, weights rebuilt from a NumPy recipe)."""
 

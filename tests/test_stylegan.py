@@ -24,7 +24,7 @@ def test_config_derivations():
     assert [cfg.is_fused(r) for r in cfg.block_resolutions] == [False] * 5 + [True] * 4
     assert FIXTURE_CONFIG.widths == (32, 32, 32, 32, 16, 8)
     assert FIXTURE_CONFIG.num_layers == 12
-    # spec 1.5 example
+    # the smaller-model example of docs/reference.md, "Synthesis network"
     assert GeneratorConfig(resolution=32, fmap_base=256, fmap_max=64).widths == (64, 64, 32, 16)
     for bad in (4, 2048, 100, 0):
         with pytest.raises(ValueError, match="power of two"):

@@ -1,4 +1,5 @@
-r"""The reference's settings: every flag of PULSE's ``run.py`` with its default (spec 5.1).
+r"""The reference's settings: every flag of PULSE's ``run.py`` with its default
+(docs/reference.md, "run.py flags and defaults").
 
 Run (the README's main job: 32x32 faces in ``input/`` -> 1024x1024 faces in ``runs/``)::
 
@@ -26,12 +27,14 @@ run.py flag                 here
                             ``{stem}_{k}.png`` (k = 1..d) as in the reference, each with its own
                             face id and therefore its own random start. (The reference's
                             duplicates all started from the same point when seeded, a bug,
-                            spec 8.3.) Not to be confused with ``search.restarts``: restarts
-                            run in parallel for one output and the best one is kept.
+                            docs/reference.md, "Seeding and random draws".) Not to be
+                            confused with ``search.restarts``: restarts run in parallel for
+                            one output and the best one is kept.
 -batch_size 1               ``batch_size`` 1: faces per device per search call. It sets the
                             per-device batch shape, which results depend on bitwise; the
                             device count never changes it. (Success is judged per face, unlike
-                            the reference's batch-summed test, spec 8.2.)
+                            the reference's batch-summed test, docs/reference.md, "End of a
+                            run and success".)
 -seed None                  ``seed`` 0: always an integer; every face's start comes from
                             (seed, face id, restart). The reference's None/0 meant "unseeded";
                             for a different draw pick another integer.
@@ -88,7 +91,8 @@ def get_config() -> ml_collections.ConfigDict:
     s.lr_schedule = "linear1cycledrop"
     # Ours.
     s.restarts = 1
-    s.return_image = "best"       # "last" = the reference's last-iterate HR (spec 8.1)
+    # "last" = the reference's last-iterate HR (docs/reference.md, "End of a run and success")
+    s.return_image = "best"
     s.select = "success_then_total"
     s.num_latent_rows = 0         # 0 = the generator's layer count (18 at 1024)
     s.precision = "highest"

@@ -8,8 +8,8 @@ Run::
   python -m experiments.run --config=experiments/configs/fast.py \
       --config.input_dir=input --config.output_dir=runs_fast
 
-Fewer steps miss eps more often (spec 7.12: more steps lower the final l2); look at the
-contact sheets to see how much the restarts differ.
+Fewer steps miss eps more often (more steps lower the final l2; docs/reference.md, "End of a run
+and success"); look at the contact sheets to see how much the restarts differ.
 """
 
 from experiments.configs import default

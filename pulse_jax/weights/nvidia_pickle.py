@@ -26,8 +26,8 @@ Verified TF -> PULSE mapping
 ----------------------------
 Checked against NVlabs/stylegan ``training/networks_stylegan.py`` (``G_synthesis``,
 ``G_mapping``, ``layer_epilogue``, ``apply_noise``, ``apply_bias``, ``style_mod``,
-``upscale2d_conv2d``, ``torgb``) and the PULSE key list (spec 1.4 and
-``tests/data/pulse_1024_state_dict_shapes.json``).
+``upscale2d_conv2d``, ``torgb``) and the PULSE key list (docs/reference.md, "State-dict names",
+and ``tests/data/pulse_1024_state_dict_shapes.json``).
 
 Layout codes: ``=`` unchanged; ``T`` dense transpose [in,out] -> [out,in];
 ``P`` conv permutation (3,2,0,1), [kh,kw,in,out] -> [out,in,kh,kw] (OIHW), no flip.
@@ -93,9 +93,10 @@ Notes on the correspondence:
   ``conv2d_transpose`` is the adjoint of a stride-2 'SAME' conv2d whose padding for a 4x4 kernel
   is 1 before / 1 after, which is exactly PyTorch's ``conv_transpose2d(padding=1)`` with
   ``w_torch[i,o,kh,kw] = w_tf[kh,kw,o,i]``: the same (3,2,0,1) mapping, no flip. The flip
-  described in spec 1.3 (fused == nearest-up + 3x3 conv with a flipped kernel) is a property
-  of the fused op itself and holds identically in TF and PULSE. ``tests/test_nvidia_pickle.py``
-  checks this numerically with independent numpy implementations of both ops.
+  described in docs/reference.md, "Fused upsampling is a flipped kernel" (fused == nearest-up
+  + 3x3 conv with a flipped kernel) is a property of the fused op itself and holds identically
+  in TF and PULSE. ``tests/test_nvidia_pickle.py`` checks this numerically with independent
+  numpy implementations of both ops.
 * Equalized-lr multipliers, blur and instance-norm epsilon are runtime constants, not variables:
   the stored tensors are the raw TF values in both formats.
 """

@@ -16,8 +16,8 @@ unmodified (``BicubicDownSample`` is constructed with ``cuda=False``). ``loss.py
 
 How the committed files were produced (CPU only, no GPU):
 
-    nice -n 10 /work/torchenv/bin/python tests/data/make_extra_fixtures.py \\
-        --pulse_dir /work/pulse_ref --scratch /work/pulse_scratch --out tests/data
+    nice -n 10 path/to/torch-venv/bin/python tests/data/make_extra_fixtures.py \\
+        --pulse_dir path/to/pulse --scratch path/to/scratch --out tests/data
 
 with PyTorch 2.13.0+cpu, NumPy 2.4, ``torch.set_num_threads(1)`` (this script's ``--threads`` default),
 reference commit 40cacb9 (``git log`` of the checkout: "Update Readme").
