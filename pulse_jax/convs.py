@@ -70,7 +70,7 @@ def blur(x: jax.Array) -> jax.Array:
 
 
 def subpixel_kernel(kernel: jax.Array) -> jax.Array:
-    """3x3 kernel ``[3, 3, I, O]`` -> the 2x2 phase kernel ``[2, 2, I, 4 * O]``, outputs (a, b, o)."""
+    """3x3 kernel ``[3, 3, I, O]`` -> 2x2 phase kernel ``[2, 2, I, 4 * O]``, outputs (a, b, o)."""
     k, cin, cout = kernel.shape[0], kernel.shape[2], kernel.shape[3]
     if k != 3 or kernel.shape[1] != 3:
         raise ValueError(f"the sub-pixel form is derived for 3x3 kernels, got {kernel.shape[:2]}")
@@ -91,7 +91,10 @@ def interleave_phases(y: jax.Array) -> jax.Array:
 
 
 def upsample_conv_direct(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """Nearest x2, then a 'same' 3x3 conv: the reference's arithmetic. ``[B,H,W,I] -> [B,2H,2W,O]``."""
+    """Nearest x2, then a 'same' 3x3 conv (the reference's arithmetic).
+
+    ``x [B, H, W, I]``, ``kernel [3, 3, I, O]`` -> ``[B, 2H, 2W, O]``.
+    """
     return conv2d(upsample_nearest2(x), kernel)
 
 

@@ -508,7 +508,10 @@ def _stages(spec: _Spec, mesh: Optional[jax.sharding.Mesh], batch: int) -> _Stag
     run = functools.partial(_one_step if host else _run_steps, spec)
     n_faces = batch // spec.cfg.restarts
 
-    prepare = jax.jit(functools.partial(_prepare, spec))  # replicated: no mesh needed
+    # Placed once where the steps read them: every device holds the weights.
+    P = jax.sharding.PartitionSpec
+    replicated = None if mesh is None else jax.sharding.NamedSharding(mesh, P())
+    prepare = jax.jit(functools.partial(_prepare, spec), out_shardings=replicated)
 
     def stages(draw, init, run, fin):
         return _Stages(draw, init, prepare, _host_loop(run) if host else run, fin, run)
@@ -516,7 +519,6 @@ def _stages(spec: _Spec, mesh: Optional[jax.sharding.Mesh], batch: int) -> _Stag
     if mesh is None:
         fin = lambda weights, ref, state: _finalize(spec, weights, ref, state, n_faces)
         return stages(jax.jit(draw), jax.jit(init), jax.jit(run, donate_argnums=2), jax.jit(fin))
-    P = jax.sharding.PartitionSpec
     ndev = mesh.devices.size
     local = batch // ndev
     fin = lambda weights, ref, state: _finalize(spec, weights, ref, state, n_faces // ndev)
@@ -641,7 +643,10 @@ def _search_chunk(spec: _Spec, gen: Generator, lr: np.ndarray, ids: list[int], s
     stages = _stages(spec, mesh, nf * R)
     draw, init, run, finalize = stages.draw, stages.init, stages.run, stages.finalize
     weights = stages.prepare(gen)
-    ref = jnp.asarray(np.repeat(lr, R, axis=0))
+    ref = np.repeat(lr, R, axis=0)
+    # Placed once, as the steps take it, so the host loop does not move it at every step.
+    ref = jax.device_put(ref, None if mesh is None else jax.sharding.NamedSharding(
+        mesh, jax.sharding.PartitionSpec("faces")))
     state = init(*draw(restart_keys(seed, ids, R)))
     done = 0
     while done < steps:

@@ -368,7 +368,8 @@ def prepare_synthesis(config: GeneratorConfig, params: Params, upconv: str = "di
     """
     def conv(p, gain=_SQRT2, up="none"):
         out = {k: v for k, v in p.items() if k != "kernel"}
-        out.update(convs.prepare_conv(effective_kernel(p["kernel"], gain, up), up != "none", upconv))
+        w = effective_kernel(p["kernel"], gain, up)
+        out.update(convs.prepare_conv(w, up != "none", upconv))
         return out
 
     out = dict(params)
@@ -378,7 +379,8 @@ def prepare_synthesis(config: GeneratorConfig, params: Params, upconv: str = "di
         if res == 4:
             block["conv"] = conv(block["conv"])
         else:
-            block["conv0_up"] = conv(block["conv0_up"], up="fused" if config.is_fused(res) else "nearest")
+            up = "fused" if config.is_fused(res) else "nearest"
+            block["conv0_up"] = conv(block["conv0_up"], up=up)
             block["conv1"] = conv(block["conv1"])
         out[name] = block
     out["torgb"] = conv(params["torgb"], gain=1.0)
