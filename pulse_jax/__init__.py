@@ -13,8 +13,9 @@ convolutions: direct and sub-pixel upsampling, prepared kernels), ``generator`` 
 ``Generator`` pytree), ``degrade`` (the reference's bicubic downscale), ``losses`` (L2, L1,
 GEOCROSS, loss strings), ``optim`` (sphere projection, torch-semantics optimizers, PULSE's
 schedules), ``search`` (the PULSE loop), ``weights`` (safe import of PULSE's .pt and
-NVIDIA's .pkl, our checkpoints, the Gaussian fit), ``images`` and ``batch`` (files, many
-faces, many devices), ``train`` (a StyleGAN v1 trainer for your own data).
+NVIDIA's .pkl, our checkpoints, the Gaussian fit), ``images`` (image files in and out),
+``files`` (atomic writes, JSON-lines manifests, checksums), ``batch`` (many faces, many
+devices), ``train`` (a StyleGAN v1 trainer for your own data).
 """
 
 from pulse_jax.generator import Generator, random_generator

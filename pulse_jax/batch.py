@@ -98,7 +98,7 @@ import jax
 import numpy as np
 
 from pulse_jax import devices as devices_lib
-from pulse_jax import images
+from pulse_jax import files, images
 from pulse_jax import search as search_lib
 from pulse_jax.generator import Generator
 
@@ -199,7 +199,7 @@ def config_hash(generator: Generator | str, config: search_lib.SearchConfig, see
 
 def _sha256_file(path: pathlib.Path) -> Optional[str]:
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return files.sha256_file(path)
     except OSError:
         return None
 
@@ -223,9 +223,9 @@ def _part_files(output_dir: pathlib.Path) -> list[pathlib.Path]:
 def read_records(output_dir: os.PathLike) -> list[dict]:
     """All complete records of ``manifest.jsonl`` and of any unmerged part files."""
     output_dir = pathlib.Path(output_dir)
-    out = images.read_jsonl(output_dir / MANIFEST)
+    out = files.read_jsonl(output_dir / MANIFEST)
     for p in _part_files(output_dir):
-        out.extend(images.read_jsonl(p))
+        out.extend(files.read_jsonl(p))
     return out
 
 
@@ -251,10 +251,10 @@ def merge_manifests(output_dir: os.PathLike, *, remove_parts: bool = True) -> pa
     except FileNotFoundError:
         raw = b""
     raw = raw[: raw.rfind(b"\n") + 1]  # drop a partial last line (a crashed append)
-    seen = {_record_key(r) for r in images.read_jsonl(target)}
+    seen = {_record_key(r) for r in files.read_jsonl(target)}
     new = []
     for p in parts:
-        for r in images.read_jsonl(p):
+        for r in files.read_jsonl(p):
             k = _record_key(r)
             if k not in seen:
                 seen.add(k)
@@ -263,7 +263,7 @@ def merge_manifests(output_dir: os.PathLike, *, remove_parts: bool = True) -> pa
     if new:
         text = "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":"),
                                   allow_nan=False) + "\n" for r in new)
-        images.atomic_write_bytes(target, raw + text.encode("utf-8"))
+        files.atomic_write_bytes(target, raw + text.encode("utf-8"))
     if remove_parts:
         for p in parts:
             for q in (p, p.with_suffix(".done")):
@@ -381,7 +381,7 @@ def _barrier(name: str, output_dir: pathlib.Path, process_index: int, process_co
     for every process's marker with this run's config hash (each process deletes its own
     stale marker when it starts).
     """
-    images.atomic_write_text(_marker(output_dir, process_index, process_count),
+    files.atomic_write_text(_marker(output_dir, process_index, process_count),
                              json.dumps(payload))
     client = None
     try:
@@ -618,7 +618,7 @@ def run_batch(
         rec = {"input": str(f.input), "name": f.name, "face_id": f.face_id, **rec,
                "config_hash": h, "input_sha256": shas.get(f.input),
                "process": pi, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        images.append_jsonl(manifest, rec)
+        files.append_jsonl(manifest, rec)
         finished[f.name] = rec
 
     def bad(f: Face, message: str, kind: str) -> None:

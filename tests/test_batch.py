@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import fakes
-from pulse_jax import batch, images
+from pulse_jax import batch, files
 from pulse_jax.search import SearchConfig
 
 CFG = SearchConfig(steps=4, chunk_steps=2, restarts=2)
@@ -80,24 +80,24 @@ def test_config_hash_depends_on_what_changes_results():
 def test_merge_is_idempotent(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    images.append_jsonl(out / "manifest.jsonl", {"name": "old", "face_id": 9})
+    files.append_jsonl(out / "manifest.jsonl", {"name": "old", "face_id": 9})
     for k, recs in enumerate([[{"name": "b", "face_id": 2}, {"name": "d", "face_id": 4}],
                               [{"name": "a", "face_id": 1}, {"name": "c", "face_id": 3}]]):
         for r in recs:
-            images.append_jsonl(out / batch.part_name(k, 2), r)
+            files.append_jsonl(out / batch.part_name(k, 2), r)
     # A crash mid-append left a partial line in a part; it is not a record.
     with open(out / batch.part_name(1, 2), "ab") as f:
         f.write(b'{"name": "trunc')
     (out / "manifest.part1of2.done").write_text("{}")
     batch.merge_manifests(out)
     first = (out / "manifest.jsonl").read_bytes()
-    assert [r["name"] for r in images.read_jsonl(out / "manifest.jsonl")] == \
+    assert [r["name"] for r in files.read_jsonl(out / "manifest.jsonl")] == \
         ["old", "a", "b", "c", "d"]
     assert sorted(p.name for p in out.iterdir()) == ["manifest.jsonl"]
     batch.merge_manifests(out)
     assert (out / "manifest.jsonl").read_bytes() == first
     # Parts that survived a crash after the merge wrote manifest.jsonl add nothing.
-    images.append_jsonl(out / batch.part_name(0, 2), {"name": "b", "face_id": 2})
+    files.append_jsonl(out / batch.part_name(0, 2), {"name": "b", "face_id": 2})
     batch.merge_manifests(out)
     assert (out / "manifest.jsonl").read_bytes() == first
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile, ImageOps
 
-from pulse_jax import images
+from pulse_jax import files, images
 from pulse_jax.images import ImageError
 
 RNG = np.random.default_rng(0)
@@ -492,128 +492,9 @@ def test_save_png_round_trip(tmp_path):
     images.save_png(p, x, rounding="round")
     np.testing.assert_array_equal(images.load_image(p)[0], _exact8(images.to_uint8(x, "round")))
     assert sorted(os.listdir(p.parent)) == ["a.png"]
-    assert (p.stat().st_mode & 0o777) == (0o666 & ~images._UMASK)
+    assert (p.stat().st_mode & 0o777) == (0o666 & ~files._UMASK)
     with pytest.raises(ValueError, match=r"\[H, W, 3\]"):
         images.save_png(tmp_path / "b.png", np.zeros((4, 4)))
-
-
-# ---------------------------------------------------------------------------------------------
-# atomic writes
-# ---------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("exc", [OSError("disk full"), KeyboardInterrupt()])
-def test_atomic_write_failure_mid_write(tmp_path, monkeypatch, exc):
-    target = tmp_path / "a.png"
-    target.write_bytes(b"old content")
-
-    def half_then_fail(fd, data):
-        os.write(fd, bytes(data)[: len(data) // 2])
-        raise exc
-
-    monkeypatch.setattr(images, "_write_all", half_then_fail)
-    with pytest.raises(type(exc)):
-        images.save_png(target, np.zeros((8, 8, 3), np.float32))
-    assert target.read_bytes() == b"old content"
-    assert os.listdir(tmp_path) == ["a.png"]
-    # a new file that fails is never created
-    with pytest.raises(type(exc)):
-        images.atomic_write_text(tmp_path / "new.txt", "x" * 100)
-    assert os.listdir(tmp_path) == ["a.png"]
-
-
-def test_atomic_write_failure_at_replace(tmp_path, monkeypatch):
-    target = tmp_path / "m.txt"
-    target.write_text("old")
-
-    def boom(src, dst):
-        raise OSError("rename failed")
-
-    monkeypatch.setattr(images.os, "replace", boom)
-    with pytest.raises(OSError, match="rename failed"):
-        images.atomic_write_text(target, "new")
-    monkeypatch.undo()
-    assert target.read_text() == "old"
-    assert os.listdir(tmp_path) == ["m.txt"]
-    images.atomic_write_text(target, "new ✓")
-    assert target.read_text(encoding="utf-8") == "new ✓"
-
-
-def test_atomic_write_keeps_mode(tmp_path):
-    target = tmp_path / "x.bin"
-    target.write_bytes(b"1")
-    os.chmod(target, 0o640)
-    images.atomic_write_bytes(target, b"2")
-    assert target.read_bytes() == b"2" and (target.stat().st_mode & 0o777) == 0o640
-
-
-# ---------------------------------------------------------------------------------------------
-# JSON lines
-# ---------------------------------------------------------------------------------------------
-
-
-def test_jsonl_append_and_read(tmp_path):
-    m = tmp_path / "sub" / "manifest.jsonl"
-    assert images.read_jsonl(m) == []
-    images.append_jsonl(m, {"name": "a", "l2": np.float32(0.5), "ok": np.bool_(True),
-                            "shape": np.array([1, 2]), "path": tmp_path / "a.png", "t": "é"})
-    images.append_jsonl(m, {"name": "b", "l2": None})
-    text = m.read_text(encoding="utf-8")
-    assert text.count("\n") == 2 and text.endswith("\n")
-    assert images.read_jsonl(m) == [
-        {"name": "a", "l2": 0.5, "ok": True, "shape": [1, 2], "path": str(tmp_path / "a.png"),
-         "t": "é"},
-        {"name": "b", "l2": None}]
-
-
-def test_jsonl_refuses_nan_without_writing(tmp_path):
-    m = tmp_path / "m.jsonl"
-    images.append_jsonl(m, {"a": 1})
-    with pytest.raises(ValueError):
-        images.append_jsonl(m, {"l2": float("nan")})
-    assert images.read_jsonl(m) == [{"a": 1}]
-
-
-def test_jsonl_partial_last_line(tmp_path):
-    m = tmp_path / "m.jsonl"
-    m.write_bytes(b'{"a": 1}\n{"a": 2}\n{"a": 3, "b"')  # crashed mid-write
-    assert images.read_jsonl(m) == [{"a": 1}, {"a": 2}]
-    images.append_jsonl(m, {"a": 4})  # cuts the fragment, then appends
-    assert m.read_bytes() == b'{"a": 1}\n{"a": 2}\n{"a":4}\n'
-    assert images.read_jsonl(m) == [{"a": 1}, {"a": 2}, {"a": 4}]
-    # a file that is only a fragment
-    m.write_bytes(b'{"x"')
-    assert images.read_jsonl(m) == []
-    images.append_jsonl(m, {"x": 1})
-    assert m.read_bytes() == b'{"x":1}\n'
-
-
-def test_jsonl_failure_mid_append_leaves_file_as_it_was(tmp_path, monkeypatch):
-    m = tmp_path / "m.jsonl"
-    images.append_jsonl(m, {"a": 1})
-    before = m.read_bytes()
-
-    def half_then_fail(fd, data):
-        os.write(fd, data[: len(data) // 2])
-        raise OSError("disk full")
-
-    monkeypatch.setattr(images, "_write_once", half_then_fail)
-    with pytest.raises(OSError, match="disk full"):
-        images.append_jsonl(m, {"b": 2, "long": "x" * 100})
-    assert m.read_bytes() == before
-    # a short write is an error too, and is undone
-    monkeypatch.setattr(images, "_write_once", lambda fd, data: os.write(fd, data[:5]))
-    with pytest.raises(OSError, match="short write"):
-        images.append_jsonl(m, {"b": 2})
-    assert m.read_bytes() == before
-    assert os.listdir(tmp_path) == ["m.jsonl"]
-
-
-def test_jsonl_damaged_middle_line_is_an_error(tmp_path):
-    m = tmp_path / "m.jsonl"
-    m.write_bytes(b'{"a": 1}\n{oops\n{"a": 2}\n\n')
-    with pytest.raises(ValueError, match="line 2 is not valid JSON"):
-        images.read_jsonl(m)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import fakes
-from pulse_jax import batch, images
+from pulse_jax import batch, files
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_two_processes_two_devices_each_equal_one_device(tmp_path, tiny_ckpt):
 
     multi = tmp_path / "multi"
     assert sorted(p.name for p in multi.iterdir() if "manifest" in p.name) == ["manifest.jsonl"]
-    recs = images.read_jsonl(multi / "manifest.jsonl")
+    recs = files.read_jsonl(multi / "manifest.jsonl")
     assert len(recs) == 6 and len({r["name"] for r in recs}) == 6  # each face once
     assert {r["process"] for r in recs} == {0, 1}
     one = {r["name"]: r for r in batch.read_records(tmp_path / "one")}
@@ -83,4 +83,4 @@ def test_two_processes_two_devices_each_equal_one_device(tmp_path, tiny_ckpt):
     # The same command again: everything is complete, nothing is added.
     again = fakes.run_python(_args(tiny_ckpt, inp, multi, "--config.devices=1"), env)
     assert again.returncode == 1 and "6 of 6 faces already complete" in again.stderr
-    assert len(images.read_jsonl(multi / "manifest.jsonl")) == 6
+    assert len(files.read_jsonl(multi / "manifest.jsonl")) == 6

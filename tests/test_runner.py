@@ -13,7 +13,7 @@ import time
 import pytest
 
 import fakes
-from pulse_jax import batch, images
+from pulse_jax import batch, files
 
 DATA = fakes.REPO / "tests" / "data"
 
@@ -119,7 +119,7 @@ def test_no_checkpoint_falls_back_to_the_shipped_model(tmp_path, env, tiny_ckpt)
     _no_traceback(p)
     assert p.returncode in (0, 3), p.stderr
     assert "using the small offline model" in p.stderr and str(tiny_ckpt) in p.stderr
-    assert len(images.read_jsonl(tmp_path / "runs_tiny" / "manifest.jsonl")) == 1
+    assert len(files.read_jsonl(tmp_path / "runs_tiny" / "manifest.jsonl")) == 1
     e["PULSE_JAX_DEFAULT_CHECKPOINT"] = str(tmp_path / "nowhere")
     p = _cli(["upsample", "--input_dir=input", "--output_dir=runs2"], e, cwd=tmp_path)
     assert p.returncode == 2 and "shipped offline model is missing" in p.stderr
@@ -167,7 +167,7 @@ def test_kill_mid_batch_then_resume(tmp_path, env, tiny_ckpt):
     deadline = time.time() + 300
     try:
         while time.time() < deadline and proc.poll() is None:
-            if len(images.read_jsonl(manifest)) >= 2:
+            if len(files.read_jsonl(manifest)) >= 2:
                 break
             time.sleep(0.02)
         assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr}"
@@ -175,7 +175,7 @@ def test_kill_mid_batch_then_resume(tmp_path, env, tiny_ckpt):
     finally:
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    first = images.read_jsonl(manifest)
+    first = files.read_jsonl(manifest)
     assert 2 <= len(first) < n, len(first)
     # What a kill at the worst moment leaves: half a manifest line and a temporary file.
     with open(manifest, "ab") as f:
@@ -185,7 +185,7 @@ def test_kill_mid_batch_then_resume(tmp_path, env, tiny_ckpt):
     p = fakes.run_python(args, env)
     _no_traceback(p)
     assert f"{len(first)} of {n} faces already complete" in p.stderr
-    recs = images.read_jsonl(manifest)
+    recs = files.read_jsonl(manifest)
     assert p.returncode == (0 if all(r["success"] for r in recs) else 3), p.stderr
     names = [r["name"] for r in recs]
     assert sorted(names) == [f"face{i:02d}" for i in range(n)], names  # each exactly once

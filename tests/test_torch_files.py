@@ -21,7 +21,7 @@ import pytest
 
 from pulse_jax.weights import torch_files
 from pulse_jax.weights.errors import CheckpointFormatError, UnsafePickleError
-from pulse_jax.weights.torch_files import load_torch_file, sha256_file
+from pulse_jax.weights.torch_files import load_torch_file
 
 from helpers import modules_installed
 
@@ -72,12 +72,6 @@ def test_pulse_repo_gaussian_fit_cuda_windows(data_dir):
     np.testing.assert_allclose(std.min(), 0.31194, **tol)
     np.testing.assert_allclose(std.max(), 0.77489, **tol)
     np.testing.assert_allclose(std[:5], [0.54533, 0.44219, 0.45437, 0.46670, 0.54586], **tol)
-
-
-def test_sha256_file(tmp_path):
-    p = tmp_path / "x.bin"
-    p.write_bytes(b"abc")
-    assert sha256_file(p) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -63,6 +63,7 @@ import numpy as np
 import optax
 
 from pulse_jax import devices as devices_lib
+from pulse_jax import files
 from pulse_jax import images as images_lib
 from pulse_jax import stylegan
 from pulse_jax.generator import Generator
@@ -585,8 +586,8 @@ def save_checkpoint(workdir: os.PathLike, state: TrainState, config: TrainConfig
             json.dump(meta, f, indent=1)
             f.flush()
             os.fsync(f.fileno())
-        images_lib.replace_dir(tmp, final, root / f".tmp_ckpt_old_{step:09d}")
-        images_lib.fsync_dir(root)
+        files.replace_dir(tmp, final, root / f".tmp_ckpt_old_{step:09d}")
+        files.fsync_dir(root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -73,7 +73,7 @@ def from_pulse_state_dicts(synthesis: Mapping[str, Any], mapping: Optional[Mappi
 
 def source_record(path: os.PathLike, role: str) -> dict:
     """``{"role", "path", "sha256", "bytes"}`` of a source file, for checkpoint manifests."""
-    from pulse_jax.weights.torch_files import sha256_file
+    from pulse_jax.files import sha256_file
     return {"role": role, "path": os.path.abspath(path), "sha256": sha256_file(path),
             "bytes": os.path.getsize(path)}
 

@@ -12,7 +12,6 @@ leaves a half-written checkpoint.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 import pathlib
@@ -20,10 +19,11 @@ import shutil
 import tempfile
 from typing import Any, Mapping, Optional, Sequence
 
+from flax import traverse_util
 import jax.numpy as jnp
 import numpy as np
 
-from pulse_jax import images, stylegan
+from pulse_jax import files, stylegan
 from pulse_jax.generator import Generator
 from pulse_jax.stylegan import GeneratorConfig
 
@@ -37,34 +37,9 @@ class CheckpointError(ValueError):
     """A checkpoint folder that is missing, incomplete, corrupt or of another format."""
 
 
-def _sha256(path: os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _flatten(tree: Mapping, prefix: str = "") -> dict[str, np.ndarray]:
-    out = {}
-    for k, v in tree.items():
-        name = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, name + "/"))
-        elif v is not None:
-            out[name] = v if hasattr(v, "shape") else np.asarray(v)
-    return out
-
-
-def _unflatten(flat: Mapping[str, np.ndarray]) -> dict:
-    tree: dict = {}
-    for name, v in flat.items():
-        *parents, leaf = name.split("/")
-        node = tree
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = v
-    return tree
+def _flatten(tree: Mapping) -> dict[str, Any]:
+    """``{"a/b/c": leaf}``; absent sub-networks (``None``, e.g. no mapping) are left out."""
+    return {k: v for k, v in traverse_util.flatten_dict(tree, sep="/").items() if v is not None}
 
 
 def save_generator(generator: Generator, path: os.PathLike, *,
@@ -101,7 +76,7 @@ def save_generator(generator: Generator, path: os.PathLike, *,
             "has_mapping": generator.has_mapping,
             "has_gaussian_fit": generator.gaussian_fit is not None,
             "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in flat.items()},
-            "arrays_sha256": _sha256(tmp / ARRAYS),
+            "arrays_sha256": files.sha256_file(tmp / ARRAYS),
             "sources": [dict(s) for s in sources],
             **(dict(extra) if extra else {}),
         }
@@ -109,7 +84,7 @@ def save_generator(generator: Generator, path: os.PathLike, *,
             json.dump(manifest, f, indent=1)
             f.flush()
             os.fsync(f.fileno())
-        images.replace_dir(tmp, path, path.with_name(f".{path.name}.old"))
+        files.replace_dir(tmp, path, path.with_name(f".{path.name}.old"))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -148,7 +123,7 @@ def load_generator(path: os.PathLike, verify: bool = True) -> Generator:
     apath = path / ARRAYS
     if not apath.is_file():
         raise CheckpointError(f"{path}: {ARRAYS} is missing")
-    if verify and _sha256(apath) != manifest.get("arrays_sha256"):
+    if verify and files.sha256_file(apath) != manifest.get("arrays_sha256"):
         raise CheckpointError(f"{apath}: checksum mismatch (the file is corrupt or was modified)")
     try:
         with np.load(apath, allow_pickle=False) as f:
@@ -163,7 +138,8 @@ def load_generator(path: os.PathLike, verify: bool = True) -> Generator:
         if list(v.shape) != expected[k]["shape"]:
             raise CheckpointError(f"{apath}: {k} has shape {v.shape}, manifest says {expected[k]['shape']}")
     config = GeneratorConfig.from_dict(manifest["config"])
-    tree = _unflatten({k: v.astype(np.float32) for k, v in flat.items()})
+    tree = traverse_util.unflatten_dict({k: v.astype(np.float32) for k, v in flat.items()},
+                                        sep="/")
     params = tree.get("params", {})
     params.setdefault("mapping", None)
     fit = tree.get("gaussian_fit")

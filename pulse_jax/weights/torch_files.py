@@ -41,7 +41,6 @@ longer than declared, a missing storage record, a tensor view outside its storag
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import struct
@@ -60,7 +59,7 @@ try:  # bfloat16 / float8 come from ml_dtypes (a jax dependency); optional other
 except ImportError:  # pragma: no cover - jax always installs it
     _ml = None
 
-__all__ = ["load_torch_file", "sha256_file", "CheckpointFormatError", "UnsafePickleError"]
+__all__ = ["load_torch_file", "CheckpointFormatError", "UnsafePickleError"]
 
 PathLike = str | os.PathLike
 
@@ -554,13 +553,3 @@ def load_torch_file(path: PathLike) -> Any:
                    "pickle stream)")
 
 
-def sha256_file(path: PathLike, chunk_size: int = 1 << 20) -> str:
-    """Hex SHA-256 digest of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(os.fspath(path), "rb") as fh:
-        while True:
-            block = fh.read(chunk_size)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
