@@ -36,7 +36,8 @@ from pulse_jax.weights.checkpoint import read_manifest
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("checkpoint", "checkpoints/utkface64", "the model to evaluate")
-flags.DEFINE_string("data", "../shared/data/utkface64.zip", "training data (zip or folder)")
+flags.DEFINE_string("data", ".data/utkface64.zip",
+                    "training data (zip or folder; .data/ is ignored by git)")
 flags.DEFINE_integer("held_out", 300, "last N images by sorted name, never trained on")
 flags.DEFINE_integer("faces", 100, "held-out faces to upsample")
 flags.DEFINE_integer("factor", 8, "downscale factor of the LR inputs")

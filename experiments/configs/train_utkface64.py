@@ -13,7 +13,7 @@ on a lent GPU. At the end the EMA generator is exported with a Gaussian fit (1,0
 mapping samples, the reference's recipe) as a float16 pulse-jax checkpoint in
 ``{workdir}/generator``.
 
-Data: ``../shared/data/utkface64.zip`` (relative to the current folder, else to the
+Data: ``.data/utkface64.zip``, an ignored folder (relative to the current folder, else to the
 repository root). The last ``HELD_OUT`` = 300 faces by file name are never trained on: the
 PULSE evaluation in checkpoints/README.md uses them. UTKFace is licensed for non-commercial
 research only, and so is any model trained on it: the exported manifest carries ``licence``
@@ -63,7 +63,7 @@ def get_config():
         architecture="orig", fmap_base=1024, fmap_max=256, mbstd_group_size=4,
         mbstd_num_features=1))
     c.data = ml_collections.ConfigDict(dict(
-        path="../shared/data/utkface64.zip", flip=True, max_images=NUM_FACES - HELD_OUT))
+        path=".data/utkface64.zip", flip=True, max_images=NUM_FACES - HELD_OUT))
     c.batch_size = 64
     c.steps = 100_000
     c.max_seconds = 0          # wall-clock budget of one run; 0 = none
