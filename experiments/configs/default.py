@@ -61,7 +61,11 @@ options (``save_lr``, ``save_contact_sheet``, ``write_failures``), the device la
 ``PULSE_JAX_DISTRIBUTED=1`` in the environment), and ``progress``.
 """
 
+import dataclasses
+
 import ml_collections
+
+from pulse_jax.search import SearchConfig
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -76,30 +80,11 @@ def get_config() -> ml_collections.ConfigDict:
     config.batch_size = 1         # faces per device per search call
     config.seed = 0
 
-    # The search (pulse_jax.search.SearchConfig; reference defaults).
-    config.search = ml_collections.ConfigDict()
-    s = config.search
-    s.loss_str = "100*L2+0.05*GEOCROSS"
-    s.eps = 2e-3
-    s.noise_type = "trainable"
-    s.num_trainable_noise_layers = 5
-    s.tile_latent = False
-    s.bad_noise_layers = "last"
-    s.opt_name = "adam"
-    s.learning_rate = 0.4
-    s.steps = 100
-    s.lr_schedule = "linear1cycledrop"
-    # Ours.
-    s.restarts = 1
-    # "last" = the reference's last-iterate HR (docs/reference.md, "End of a run and success")
-    s.return_image = "best"
-    s.select = "success_then_total"
-    s.num_latent_rows = 0         # 0 = the generator's layer count (18 at 1024)
-    s.precision = "highest"
-    s.remat = False
-    s.chunk_steps = 10
-    s.loop = "auto"               # "host" | "device"; auto: host on CPU (docs/performance.md)
-    s.upconv = "auto"             # "direct" | "subpixel"; auto: subpixel on CPU
+    # The search: every pulse_jax.SearchConfig field, with its default (the reference's
+    # run.py defaults for its flags, the table above). num_latent_rows: 0 = the generator's
+    # layer count (SearchConfig's None, which an override could not set back).
+    config.search = ml_collections.ConfigDict(dataclasses.asdict(SearchConfig()))
+    config.search.num_latent_rows = 0
 
     # Outputs.
     config.save_intermediate = False
