@@ -39,7 +39,8 @@ import pathlib
 import sys
 from typing import Optional, Sequence
 
-EXIT_USAGE = 2
+from pulse_jax import exit_codes
+
 
 _USAGE = """\
 usage: pulse-jax COMMAND [flags]
@@ -86,13 +87,13 @@ def _convert(argv: Sequence[str]) -> int:
         rest = fv(["pulse-jax convert", *argv])
     except absl_flags.Error as e:
         _err(f"convert: {e}")
-        return EXIT_USAGE
+        return exit_codes.USAGE
     if len(rest) > 1:
         _err(f"convert: unexpected arguments {rest[1:]}")
-        return EXIT_USAGE
+        return exit_codes.USAGE
     if bool(fv.synthesis) == bool(fv.nvidia):
         _err("convert: give exactly one of --synthesis=synthesis.pt or --nvidia=FILE.pkl")
-        return EXIT_USAGE
+        return exit_codes.USAGE
     args = fv
 
     import jax
@@ -101,7 +102,7 @@ def _convert(argv: Sequence[str]) -> int:
     out = pathlib.Path(args.output).expanduser() if args.output else runner.default_checkpoint()
     if out.exists() and not args.overwrite:
         _err(f"{out} exists; pass --overwrite to replace it")
-        return EXIT_USAGE
+        return exit_codes.USAGE
     sources = []
     try:
         if args.nvidia:
@@ -126,19 +127,19 @@ def _convert(argv: Sequence[str]) -> int:
                 sources.append(weights.source_record(args.gaussian_fit, "gaussian_fit"))
     except FileNotFoundError as e:
         _err(f"file not found: {e.filename or e}")
-        return EXIT_USAGE
+        return exit_codes.USAGE
     except ImportError as e:
         _err(f"this importer is not available: {e}")
-        return EXIT_USAGE
+        return exit_codes.USAGE
     except (ValueError, KeyError, TypeError, OSError) as e:
         _err(f"cannot convert: {e}")
-        return EXIT_USAGE
+        return exit_codes.USAGE
     extra = {}
     if gen.gaussian_fit is None:
         if not gen.has_mapping:
             _err("no Gaussian fit: give --gaussian_fit=gaussian_fit.pt, or --mapping=mapping.pt "
                  "to compute one")
-            return EXIT_USAGE
+            return exit_codes.USAGE
         print(f"computing the Gaussian fit from {args.fit_samples:,} mapping samples "
               f"(seed {args.fit_seed}) ...", file=sys.stderr, flush=True)
         fit = weights.compute_gaussian_fit(gen.config, gen.params["mapping"],
@@ -168,7 +169,7 @@ def _info(argv: Sequence[str]) -> int:
         manifest = weights.read_manifest(path)
     except weights.CheckpointError as e:
         _err(str(e))
-        return EXIT_USAGE
+        return exit_codes.USAGE
     if not args.arrays:
         arrays = manifest.pop("arrays", {})
         manifest["arrays"] = f"{len(arrays)} arrays (--arrays to list them)"
@@ -185,12 +186,12 @@ def _merge(argv: Sequence[str]) -> int:
     d = pathlib.Path(args.output_dir)
     if not d.is_dir():
         _err(f"{d}: no such folder")
-        return EXIT_USAGE
+        return exit_codes.USAGE
     try:
         target = batch.merge_manifests(d)
     except ValueError as e:
         _err(str(e))
-        return EXIT_USAGE
+        return exit_codes.USAGE
     print(f"{target}: {len(batch.read_records(d))} records")
     return 0
 
@@ -216,7 +217,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     argv = list(sys.argv if argv is None else argv)
     if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
         print(_USAGE, end="")
-        sys.exit(0 if len(argv) >= 2 else EXIT_USAGE)
+        sys.exit(0 if len(argv) >= 2 else exit_codes.USAGE)
     cmd, rest = argv[1], argv[2:]
     if cmd == "upsample":
         # ml_collections reads config overrides from sys.argv when the flags are defined.
@@ -227,12 +228,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     commands = {"convert": _convert, "info": _info, "merge": _merge}
     if cmd not in commands:
         _err(f"unknown command {cmd!r}\n{_USAGE}")
-        sys.exit(EXIT_USAGE)
+        sys.exit(exit_codes.USAGE)
     try:
         sys.exit(commands[cmd](rest))
     except KeyboardInterrupt:
         _err("interrupted")
-        sys.exit(130)
+        sys.exit(exit_codes.INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,8 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
+from pulse_jax import exit_codes
+
 _CONFIG_DIR = pathlib.Path(__file__).resolve().parent / "configs"
 
 try:
@@ -66,7 +68,6 @@ _SEED = flags.DEFINE_integer("seed", None, "Random seed (= --config.seed).")
 _PRINT_CONFIG = flags.DEFINE_bool(
     "print_config", False, "Print the resolved config (after all overrides) and exit.")
 
-EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_MISSED_EPS = 0, 1, 2, 3
 DEFAULT_CHECKPOINT_NAME = "ffhq1024"
 
 
@@ -250,7 +251,7 @@ def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         _err(f"unexpected arguments {list(argv[1:])}; flags look like --input_dir=DIR or "
              "--config.search.steps=200 (see --help)")
-        sys.exit(EXIT_USAGE)
+        sys.exit(exit_codes.USAGE)
     if not flags.FLAGS["verbosity"].present:
         absl_logging.set_verbosity(absl_logging.WARNING)  # hide JAX's backend chatter
     try:
@@ -260,14 +261,14 @@ def main(argv: Sequence[str]) -> None:
             raise UsageError(f"cannot load the config: {e}") from None
         if _PRINT_CONFIG.value:
             print(config.to_json_best_effort(indent=2, sort_keys=True), flush=True)
-            sys.exit(EXIT_OK)
+            sys.exit(exit_codes.OK)
         status = run(config)
     except UsageError as e:
         _err(str(e))
-        sys.exit(EXIT_USAGE)
+        sys.exit(exit_codes.USAGE)
     except KeyboardInterrupt:
         _err("interrupted; rerun the same command to resume")
-        sys.exit(130)
+        sys.exit(exit_codes.INTERRUPTED)
     sys.exit(status)
 
 
@@ -278,12 +279,12 @@ def parse_flags(argv: list[str]) -> list[str]:
         print("Flags:\n" + flags.FLAGS.module_help(sys.modules[__name__]))
         print("\nConfig fields (--config.FIELD=VALUE): see --print_config; "
               "--helpfull lists every flag.")
-        sys.exit(EXIT_OK)
+        sys.exit(exit_codes.OK)
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:
         _err(f"{e}\n(see --help; config fields are set as --config.search.steps=200)")
-        sys.exit(EXIT_USAGE)
+        sys.exit(exit_codes.USAGE)
 
 
 def cli_main(argv: Optional[list[str]] = None) -> None:

@@ -98,7 +98,7 @@ import jax
 import numpy as np
 
 from pulse_jax import devices as devices_lib
-from pulse_jax import files, images
+from pulse_jax import exit_codes, files, images
 from pulse_jax import search as search_lib
 from pulse_jax.generator import Generator
 
@@ -108,7 +108,6 @@ __all__ = [
 ]
 
 MANIFEST = "manifest.jsonl"
-EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_MISSED_EPS = 0, 1, 2, 3
 HASH_VERSION = 2  # 2: loop and upconv (resolved) are hashed
 # SearchConfig fields that do not change what is computed (only how, or what is returned).
 _HASH_EXCLUDED = ("chunk_steps", "keep_restart_images", "remat")
@@ -331,10 +330,10 @@ def exit_status(summary: Summary) -> int:
     """0: every face within eps; 1: a bad input or failed search; 3: some face missed eps."""
     s = summary.merged or summary
     if s.bad:
-        return EXIT_BAD_INPUT
+        return exit_codes.BAD_INPUT
     if s.failed:
-        return EXIT_MISSED_EPS
-    return EXIT_OK
+        return exit_codes.MISSED_EPS
+    return exit_codes.OK
 
 
 def _count(records: dict[str, dict], summary: Summary) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import fakes
-from pulse_jax import batch, files
+from pulse_jax import batch, exit_codes, files
 from pulse_jax.search import SearchConfig
 
 CFG = SearchConfig(steps=4, chunk_steps=2, restarts=2)
@@ -140,7 +140,7 @@ def test_mixed_folder_outputs_records_resume_and_rehash(tmp_path):
         assert any(str(p) in m for m in msgs), kind
     assert (s.faces, s.done, s.skipped, s.bad) == (10, 3, 0, 7)
     assert s.succeeded + s.failed == 3
-    assert batch.exit_status(s) == batch.EXIT_BAD_INPUT
+    assert batch.exit_status(s) == exit_codes.BAD_INPUT
     assert "7 bad" in s.format()
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 
@@ -151,7 +151,7 @@ def test_mixed_folder_outputs_records_resume_and_rehash(tmp_path):
     assert (s2.done, s2.skipped, s2.bad) == (0, 10, 7)
     assert (out / "manifest.jsonl").read_bytes() == manifest
     assert {p: p.stat().st_mtime_ns for p in out.glob("*.png")} == mtimes
-    assert batch.exit_status(s2) == batch.EXIT_BAD_INPUT
+    assert batch.exit_status(s2) == exit_codes.BAD_INPUT
 
     # A fixed input is redone (its bytes changed), the rest is skipped.
     bad["wrong_size"].unlink()
@@ -175,12 +175,12 @@ def test_all_good_exit_status_and_failures_not_written(tmp_path):
     loose = dataclasses.replace(CFG, eps=1.0)  # everything succeeds
     s, _ = _run(inp, tmp_path / "ok", loose)
     assert (s.succeeded, s.failed, s.bad) == (2, 0, 0)
-    assert batch.exit_status(s) == batch.EXIT_OK
+    assert batch.exit_status(s) == exit_codes.OK
     # 4 steps on a random generator miss the default eps (l2 ~ 0.03); the reference's
     # behaviour writes no image for them.
     s, _ = _run(inp, tmp_path / "strict", CFG, write_failures=False)
     assert (s.succeeded, s.failed) == (0, 2)
-    assert batch.exit_status(s) == batch.EXIT_MISSED_EPS
+    assert batch.exit_status(s) == exit_codes.MISSED_EPS
     recs = _by_name(tmp_path / "strict")
     assert all(r["output"] is None and not r["success"] for r in recs.values())
     assert not list((tmp_path / "strict").glob("*.png"))
@@ -237,7 +237,7 @@ def test_split_over_processes_without_coordinator(tmp_path):
     assert {r["face_id"] % 2 for r in recs.values() if r["process"] == 1} == {1}
     m = s0.merged
     assert (m.faces, m.done, m.bad) == (10, 3, 7) and "all processes" in s0.format()
-    assert batch.exit_status(s0) == batch.EXIT_BAD_INPUT
+    assert batch.exit_status(s0) == exit_codes.BAD_INPUT
 
     # The same faces in one process: identical results (the split never changes a face).
     single = tmp_path / "single"
