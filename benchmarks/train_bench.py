@@ -44,7 +44,7 @@ def main(argv):
         cfg.batch_size = FLAGS.batch_size
     if FLAGS.r1_interval:
         cfg.r1_interval = FLAGS.r1_interval
-    mesh = trainer.make_mesh(FLAGS.devices or int(cfg.devices))
+    mesh = trainer.batch_mesh(FLAGS.devices or int(cfg.devices))
     dev = mesh.devices.flat[0]
     rows = []
     for dtype in FLAGS.dtypes:

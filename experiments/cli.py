@@ -72,7 +72,7 @@ def _convert(argv: Sequence[str]) -> int:
     S("mapping", None, "PULSE's mapping.pt (only to compute a Gaussian fit)")
     S("gaussian_fit", None, "PULSE's gaussian_fit.pt")
     S("network", "Gs", "which network of NVIDIA's pickle (G, D or Gs)")
-    S("output", None, f"checkpoint folder (default: the cache, {runner.default_checkpoint()})")
+    S("output", None, f"checkpoint folder (default: the cache, {runner.ffhq_checkpoint()})")
     absl_flags.DEFINE_integer("fit_samples", 1_000_000, "mapping samples for a computed "
                               "Gaussian fit (reference: 1,000,000)", flag_values=fv)
     absl_flags.DEFINE_integer("fit_seed", 0, "PRNG seed of the fit's samples", flag_values=fv)
@@ -99,7 +99,7 @@ def _convert(argv: Sequence[str]) -> int:
     import jax
     from pulse_jax import weights
 
-    out = pathlib.Path(args.output).expanduser() if args.output else runner.default_checkpoint()
+    out = pathlib.Path(args.output).expanduser() if args.output else runner.ffhq_checkpoint()
     if out.exists() and not args.overwrite:
         _err(f"{out} exists; pass --overwrite to replace it")
         return exit_codes.USAGE
@@ -164,7 +164,7 @@ def _info(argv: Sequence[str]) -> int:
     args = p.parse_args(argv)
     from experiments import run as runner
     from pulse_jax import weights
-    path = pathlib.Path(args.checkpoint).expanduser() if args.checkpoint else runner.default_checkpoint()
+    path = pathlib.Path(args.checkpoint).expanduser() if args.checkpoint else runner.ffhq_checkpoint()
     try:
         manifest = weights.read_manifest(path)
     except weights.CheckpointError as e:

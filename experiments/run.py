@@ -102,7 +102,9 @@ def cache_home(cache_dir: str = "") -> pathlib.Path:
     return pathlib.Path(home).expanduser()
 
 
-def default_checkpoint(cache_dir: str = "") -> pathlib.Path:
+def ffhq_checkpoint(cache_dir: str = "") -> pathlib.Path:
+    """Where ``pulse-jax convert`` puts the FFHQ 1024 checkpoint in the cache (the offline
+    default model is another one: ``pulse_jax.weights.default_checkpoint_path``)."""
     return cache_home(cache_dir) / "checkpoints" / DEFAULT_CHECKPOINT_NAME
 
 
@@ -179,7 +181,7 @@ def load_weights(config, log=None):
     pulse-jax), or ``""``: the FFHQ model if it is in the cache, else the shipped one.
     """
     from pulse_jax import weights
-    ffhq = default_checkpoint(config.cache_dir)
+    ffhq = ffhq_checkpoint(config.cache_dir)
     choice = str(config.checkpoint)
     if choice == "" and not ffhq.exists():
         choice = "default"

@@ -55,12 +55,12 @@ def run(cfg, workdir: pathlib.Path) -> None:
     import jax
     from tqdm import tqdm
 
-    from pulse_jax.train import (BatchStream, TrainConfig, export_generator, load_images,
-                                 make_mesh, train)
+    from pulse_jax.train import (BatchStream, TrainConfig, batch_mesh, export_generator,
+                                 load_images, train)
     from pulse_jax.weights.checkpoint import CheckpointError, read_manifest
 
     tcfg = TrainConfig.from_run_config(cfg)
-    mesh = make_mesh(int(cfg.devices))
+    mesh = batch_mesh(int(cfg.devices))
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1, default=str))
 

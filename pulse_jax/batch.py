@@ -355,7 +355,7 @@ def _count(records: dict[str, dict], summary: Summary) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def make_mesh(devices: Any = None) -> Optional[jax.sharding.Mesh]:
+def faces_mesh(devices: Any = None) -> Optional[jax.sharding.Mesh]:
     """A 1-D mesh (axis ``"faces"``) over local devices, or None for a single device.
 
     ``devices``: None or 0 = all local devices; an int n = the first n local devices; a
@@ -564,7 +564,7 @@ def run_batch(
         raise ValueError(f"process_index {pi} is not in [0, {pc})")
     if generator.gaussian_fit is None:
         raise ValueError("the generator has no Gaussian fit (convert it with one)")
-    mesh = make_mesh(devices)
+    mesh = faces_mesh(devices)
     n_dev = 1 if mesh is None else mesh.size
     cfg = search_config
     if save_contact_sheet and not cfg.keep_restart_images:

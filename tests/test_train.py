@@ -39,7 +39,7 @@ def toy_images(n=64, seed=0, size=8):
 
 @pytest.fixture(scope="module")
 def mesh1():
-    return T.make_mesh(1)
+    return T.batch_mesh(1)
 
 
 def _leaves(tree):
@@ -300,7 +300,7 @@ def test_step_runs_losses_finite_no_retrace(mesh1):
     assert pens[0] > 0 and pens[1] == 0 and pens[2] > 0
     np.testing.assert_allclose(pens[0], seen[0]["r1_penalty"], rtol=1e-4)
     with pytest.raises(ValueError, match="batch"):
-        T.make_train_step(T.TrainConfig(generator=G8, batch_size=6), T.make_mesh(4))
+        T.make_train_step(T.TrainConfig(generator=G8, batch_size=6), T.batch_mesh(4))
 
 
 def test_ema_inside_the_step(mesh1):
@@ -383,7 +383,7 @@ def test_checkpoint_files_atomic_and_checked(tmp_path):
     with pytest.raises(ValueError, match="differs|needs"):
         T.load_checkpoint(root / "ckpt_000000003", T.state_shapes(other))
     with pytest.raises(ValueError, match="another architecture|needs"):
-        T.restore_or_init(other, tmp_path, T.make_mesh(1))
+        T.restore_or_init(other, tmp_path, T.batch_mesh(1))
 
 
 def test_learns_on_a_toy_dataset(mesh1):
@@ -410,7 +410,7 @@ def test_learns_on_a_toy_dataset(mesh1):
 
 
 def test_data_parallel_matches_one_device(mesh1):
-    mesh4 = T.make_mesh(4)
+    mesh4 = T.batch_mesh(4)
     assert mesh4.size == 4 and mesh4.axis_names == ("batch",)
     s0 = jax.device_get(T.init_state(CFG))
     batch = toy_images(8)

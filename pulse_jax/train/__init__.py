@@ -12,14 +12,14 @@ The entry point is ``experiments/train.py``.
 
 from pulse_jax.train.data import BatchStream, Dataset, load_images
 from pulse_jax.train.discriminator import Discriminator, DiscriminatorConfig
-from pulse_jax.train.trainer import (TrainConfig, TrainState, export_generator, init_state,
-                                     latest_checkpoint, load_checkpoint, make_mesh,
+from pulse_jax.train.trainer import (TrainConfig, TrainState, batch_mesh, export_generator,
+                                     init_state, latest_checkpoint, load_checkpoint,
                                      make_train_step, restore_or_init, sample_images,
                                      save_checkpoint, save_sample_grid, shard_batch, train)
 
 __all__ = [
     "BatchStream", "Dataset", "Discriminator", "DiscriminatorConfig", "TrainConfig",
-    "TrainState", "export_generator", "init_state", "latest_checkpoint", "load_checkpoint",
-    "load_images", "make_mesh", "make_train_step", "restore_or_init", "sample_images",
+    "TrainState", "batch_mesh", "export_generator", "init_state", "latest_checkpoint",
+    "load_checkpoint", "load_images", "make_train_step", "restore_or_init", "sample_images",
     "save_checkpoint", "save_sample_grid", "shard_batch", "train",
 ]

@@ -21,10 +21,10 @@ trained against :mod:`pulse_jax.train.discriminator` as StyleGAN v1 trains it:
   StyleGAN2-ADA does (half-life ``<= ema_rampup * images seen``), which matters for short runs.
 
 The step is one jit-compiled function of ``(TrainState, uint8 batch)``. It is data-parallel
-over a 1-D mesh with axis ``"batch"`` (:func:`make_mesh`): the real batch and the generated
-latents and noise are sharded over it, the parameters and optimizer state are replicated,
-and XLA inserts the gradient all-reduce. Random numbers come from ``fold_in(rng, step)``,
-which does not depend on the sharding.
+over a 1-D mesh with axis ``"batch"`` (:func:`batch_mesh`): the real batch and the
+generated latents and noise are sharded over it, the parameters and optimizer state are
+replicated, and XLA inserts the gradient all-reduce. Random numbers come from
+``fold_in(rng, step)``, which does not depend on the sharding.
 
 Mixed precision: ``compute_dtype="bfloat16"`` casts parameters and activations of both
 networks (not the mapping network) to bfloat16 inside the forward and backward passes; the
@@ -241,7 +241,7 @@ def state_shapes(config: TrainConfig) -> TrainState:
 # Devices.
 
 
-def make_mesh(devices: Any = None) -> jax.sharding.Mesh:
+def batch_mesh(devices: Any = None) -> jax.sharding.Mesh:
     """A 1-D mesh with axis ``"batch"``: None or 0 = all local devices, an int n = the first
     n, or a sequence of devices; a ``Mesh`` is returned as is. (Single-process; every device
     gets ``batch / n`` images.)"""
@@ -445,7 +445,7 @@ def make_train_step(config: TrainConfig, mesh: Optional[jax.sharding.Mesh] = Non
     index so that the step with or without R1 runs as its own compiled program (no
     ``lax.cond``, which is slow on CPU); without it the choice is made in the graph.
     """
-    mesh = make_mesh() if mesh is None else mesh
+    mesh = batch_mesh() if mesh is None else mesh
     _check_batch(config, mesh)
     repl, data = NamedSharding(mesh, P()), NamedSharding(mesh, P("batch"))
 
@@ -637,7 +637,7 @@ def restore_or_init(config: TrainConfig, workdir: os.PathLike,
     (learning rates, ...) may change between runs (then the resumed run is no longer
     identical to an uninterrupted one).
     """
-    mesh = make_mesh() if mesh is None else mesh
+    mesh = batch_mesh() if mesh is None else mesh
     path = latest_checkpoint(workdir)
     if path is None:
         return replicate(init_state(config), mesh), 0, None
@@ -677,7 +677,7 @@ def train(config: TrainConfig, stream: BatchStream, workdir: os.PathLike, *, ste
     """
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    mesh = make_mesh() if mesh is None else mesh
+    mesh = batch_mesh() if mesh is None else mesh
     if stream.batch_size != config.batch_size:
         raise ValueError(f"the stream's batch size {stream.batch_size} is not "
                          f"config.batch_size {config.batch_size}")
