@@ -353,9 +353,9 @@ def _loss_and_grad(spec: _Spec, weights: dict, params: dict, frozen: tuple, ref_
 
 def _draw(spec: _Spec, key: jax.Array) -> tuple[dict, tuple]:
     """One restart's initial params and frozen noise (no batch axis yet)."""
-    D = spec.gen.dlatent_size
+    width = spec.gen.dlatent_size
     kz, kn = jax.random.split(key)
-    z = jax.random.normal(kz, (spec.latent_rows, D), jnp.float32)
+    z = jax.random.normal(kz, (spec.latent_rows, width), jnp.float32)
     nkeys = jax.random.split(kn, spec.gen.num_layers)
     maps = {i: jax.random.normal(nkeys[i], (1, r, r), jnp.float32)
             for i, (r, _, _) in enumerate(spec.gen.noise_shapes)
@@ -444,22 +444,22 @@ def _finalize(spec: _Spec, weights: dict, ref_lr: jax.Array, state: SearchState,
               n_faces: int) -> dict:
     """Render every restart's best iterate, score it, and pick each face's restart."""
     TRACE_COUNTS["finalize"] += 1
-    R = spec.cfg.restarts
-    D = degrade_lib.make_degradation("bicubic", spec.factor)
+    restarts = spec.cfg.restarts
+    downscale = degrade_lib.make_degradation("bicubic", spec.factor)
     with jax.default_matmul_precision(spec.cfg.precision):
         wplus, img = _forward(spec, weights, state.best_params, state.frozen_noise)
         if spec.cfg.return_image == "last":
             # The reference: HR of the last evaluated iterate, LR = clamp(D(best image)).
             _, last_img = _forward(spec, weights, state.last_params, state.frozen_noise)
             hr = jnp.clip(last_img, 0.0, 1.0)
-            lr = jnp.clip(D(img), 0.0, 1.0)
+            lr = jnp.clip(downscale(img), 0.0, 1.0)
         else:
             hr = jnp.clip(img, 0.0, 1.0)
-            lr = D(hr)
+            lr = downscale(hr)
         l2 = jnp.mean(jnp.square(lr - ref_lr), axis=(1, 2, 3))
 
     def per_face(x):
-        return x.reshape((n_faces, R) + x.shape[1:])
+        return x.reshape((n_faces, restarts) + x.shape[1:])
 
     l2_fr, total_fr = per_face(l2), per_face(state.best_total)
     total_key = jnp.where(jnp.isnan(total_fr), jnp.inf, total_fr)
@@ -559,10 +559,10 @@ def _validate(generator: Generator, lr_images: np.ndarray) -> int:
         raise ValueError("lr_images holds no faces")
     if h != w:
         raise ValueError(f"lr_images must be square, got {h}x{w}")
-    R = generator.config.resolution
-    if R % h or h >= R:
-        sizes = [R // f for f in range(2, R + 1) if R % f == 0]
-        raise ValueError(f"LR size {h} does not divide the generator's resolution {R} by an "
+    res = generator.config.resolution
+    if res % h or h >= res:
+        sizes = [res // f for f in range(2, res + 1) if res % f == 0]
+        raise ValueError(f"LR size {h} does not divide the generator's resolution {res} by an "
                          f"integer factor > 1; valid sizes: {sorted(sizes)}")
     if not np.all(np.isfinite(lr_images)):
         raise ValueError("lr_images contains NaN or infinite values")
@@ -570,7 +570,7 @@ def _validate(generator: Generator, lr_images: np.ndarray) -> int:
     if lo < -1e-6 or hi > 1 + 1e-6:
         raise ValueError(f"lr_images must be in [0, 1] (found values in [{lo:.3g}, {hi:.3g}]); "
                          "divide uint8 images by 255")
-    return R // h
+    return res // h
 
 
 class Progress(NamedTuple):
@@ -638,16 +638,16 @@ def upsample(generator: Generator, lr_images: Any, config: SearchConfig = Search
 
 def _search_chunk(spec: _Spec, gen: Generator, lr: np.ndarray, ids: list[int], seed: int,
                   faces: tuple[int, int], progress, mesh) -> dict:
-    R, steps = spec.cfg.restarts, spec.cfg.steps
+    restarts, steps = spec.cfg.restarts, spec.cfg.steps
     nf, real = len(ids), faces[1] - faces[0]
-    stages = _stages(spec, mesh, nf * R)
+    stages = _stages(spec, mesh, nf * restarts)
     draw, init, run, finalize = stages.draw, stages.init, stages.run, stages.finalize
     weights = stages.prepare(gen)
-    ref = np.repeat(lr, R, axis=0)
+    ref = np.repeat(lr, restarts, axis=0)
     # Placed once, as the steps take it, so the host loop does not move it at every step.
     ref = jax.device_put(ref, None if mesh is None else jax.sharding.NamedSharding(
         mesh, jax.sharding.PartitionSpec("faces")))
-    state = init(*draw(restart_keys(seed, ids, R)))
+    state = init(*draw(restart_keys(seed, ids, restarts)))
     done = 0
     while done < steps:
         k = min(spec.cfg.chunk_steps, steps - done)
@@ -660,6 +660,6 @@ def _search_chunk(spec: _Spec, gen: Generator, lr: np.ndarray, ids: list[int], s
                 return np.asarray(finalize(weights, ref, cur)["hr"])[:real]
 
             progress(Progress(done, steps, faces,
-                              np.asarray(cur.best_l2).reshape(nf, R)[:real],
-                              np.asarray(cur.best_total).reshape(nf, R)[:real], render))
+                              np.asarray(cur.best_l2).reshape(nf, restarts)[:real],
+                              np.asarray(cur.best_total).reshape(nf, restarts)[:real], render))
     return finalize(weights, ref, state)
