@@ -25,3 +25,10 @@ def ref():
 @pytest.fixture(scope="session")
 def data_dir() -> pathlib.Path:
     return DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory) -> pathlib.Path:
+    """A tiny random generator saved as a pulse-jax checkpoint folder (runner tests)."""
+    import fakes
+    return fakes.save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")

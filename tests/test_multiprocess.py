@@ -13,15 +13,9 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 import fakes
 from pulse_jax import batch, files
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    return fakes.save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")
 
 
 def _args(ckpt, inp, out, *extra):

@@ -23,11 +23,6 @@ def env(tmp_path_factory):
     return fakes.subprocess_env(cache_dir=tmp_path_factory.mktemp("jax_cache"))
 
 
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    return fakes.save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")
-
-
 def _cli(args, env, **kw):
     return fakes.run_python(["-m", "experiments.cli", *args], env, **kw)
 
