@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import fakes
 from pulse_jax import batch, files
@@ -24,6 +25,7 @@ def _args(ckpt, inp, out, *extra):
             "--config.batch_size=1", *extra]
 
 
+@pytest.mark.slow
 def test_two_processes_two_devices_each_equal_one_device(tmp_path, tiny_ckpt):
     inp = tmp_path / "in"
     fakes.write_faces(inp, 5)

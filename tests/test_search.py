@@ -246,6 +246,7 @@ def test_progress_reports(own_targets):
                     (5, (2, 2), (2, 128, 128, 3))]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loop", ["host", "device"])
 def test_many_devices_match_one(own_targets, loop):
     gen, lr = own_targets
@@ -288,6 +289,7 @@ def test_optimizers_and_schedules_run(own_targets, opt_name, schedule):
                                np.linalg.norm(np.asarray(init["z"]), axis=-1), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_tile_latent_and_noise_modes(own_targets):
     gen, lr = own_targets
     res = search.upsample(gen, lr[:1], SearchConfig(steps=2, tile_latent=True), seed=0)

@@ -273,6 +273,7 @@ def test_ema_math():
 # The train step.
 
 
+@pytest.mark.slow
 def test_step_runs_losses_finite_no_retrace(mesh1):
     step = T.make_train_step(CFG, mesh1)
     data = toy_images(16)
@@ -475,6 +476,7 @@ def test_export_loads_and_searches(tmp_path):
     assert res.hr.shape == (2, 8, 8, 3) and np.all(np.isfinite(res.l2))
 
 
+@pytest.mark.slow
 def test_entry_point_runs_and_resumes(tmp_path):
     folder = tmp_path / "toy"
     folder.mkdir()
