@@ -31,13 +31,18 @@ _DIMS = ("NHWC", "HWIO", "NHWC")
 # sees input rows (i - 1 + a, i + a) through these sums of the 3x3 kernel's rows.
 _PHASE_TAPS = (((1.0, 0.0, 0.0), (0.0, 1.0, 1.0)),
                ((1.0, 1.0, 0.0), (0.0, 0.0, 1.0)))
-_SUBPIXEL_PAD = ((1, 1), (1, 1))
+_VALID = ((0, 0), (0, 0))
 
 Padding = tuple[tuple[int, int], tuple[int, int]]
 
 
 def _conv(x: jax.Array, kernel: jax.Array, padding: Padding) -> jax.Array:
     return jax.lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=_DIMS)
+
+
+def _pad1(x: jax.Array) -> jax.Array:
+    """Zero-pad H and W by one on each side."""
+    return jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
 
 
 def same_padding(kernel_size: int) -> Padding:
@@ -63,7 +68,7 @@ def blur(x: jax.Array) -> jax.Array:
     The taps are powers of two, so each product is exact; written as slices XLA fuses it
     into one memory-bound pass instead of a depthwise convolution.
     """
-    p = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    p = _pad1(x)
     v = p[:, :-2] + 2.0 * p[:, 1:-1] + p[:, 2:]
     h = v[:, :, :-2] + 2.0 * v[:, :, 1:-1] + v[:, :, 2:]
     return h * (1.0 / 16.0)
@@ -100,8 +105,14 @@ def upsample_conv_direct(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
 def upsample_conv_subpixel(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """The same function as :func:`upsample_conv_direct` with 2.25x fewer multiply-adds:
-    ``16 (H+1)(W+1)`` instead of ``36 H W`` per channel pair (see the module doc)."""
-    return interleave_phases(_conv(x, subpixel_kernel(kernel), _SUBPIXEL_PAD))
+    ``16 (H+1)(W+1)`` instead of ``36 H W`` per channel pair (see the module doc).
+
+    The input is padded before an unpadded 2x2 conv, rather than the conv padding it: its
+    input gradient is then a padded 2x2 conv, which XLA:CPU runs through its own
+    convolution (unpadded it went to a library kernel slow for 2x2: 110 ms vs the whole
+    1024 step's 1.37 s, docs/performance.md).
+    """
+    return interleave_phases(_conv(_pad1(x), subpixel_kernel(kernel), _VALID))
 
 
 def upsample_conv(x: jax.Array, kernel: jax.Array, upconv: str) -> jax.Array:
@@ -161,9 +172,6 @@ def apply_prepared(x: jax.Array, prepared: dict[str, jax.Array], up: bool,
     w, w_t = prepared["w"], prepared["w_t"]
     if not up:
         return conv_prepared(x, w, w_t, same_padding(w.shape[0]))
-    if upconv == "subpixel":
-        # Padding x first makes the input gradient a 2x2 conv padded by one that XLA:CPU
-        # runs through its own convolution (110 ms at 1024 in a library kernel unpadded).
-        return interleave_phases(conv_prepared(jnp.pad(x, ((0, 0),) + _SUBPIXEL_PAD + ((0, 0),)),
-                                               w, w_t, ((0, 0), (0, 0))))
+    if upconv == "subpixel":  # padded first, as in upsample_conv_subpixel
+        return interleave_phases(conv_prepared(_pad1(x), w, w_t, _VALID))
     return conv_prepared(upsample_nearest2(x), w, w_t, same_padding(w.shape[0]))

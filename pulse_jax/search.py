@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from pulse_jax import convs
 from pulse_jax import degrade as degrade_lib
 from pulse_jax import losses as losses_lib
 from pulse_jax import optim
@@ -49,7 +50,7 @@ NOISE_TYPES = ("zero", "fixed", "trainable")
 RETURN_IMAGES = ("best", "last")
 SELECT_RULES = ("success_then_total", "total", "l2")
 LOOPS = ("auto", "host", "device")
-UPCONVS = ("auto",) + stylegan.UPCONVS
+UPCONVS = ("auto",) + convs.UPCONVS
 
 # What "auto" means per platform, from benchmarks/search_bench.py (docs/performance.md).
 # XLA:CPU runs the input-gradient convolutions of a step placed inside a while loop through
@@ -625,24 +626,24 @@ def upsample(generator: Generator, lr_images: Any, config: SearchConfig = Search
     bs = per_device * ndev
     platform = None if mesh is None else mesh.devices.flat[0].platform
     spec = _Spec.make(generator.config, config, factor, platform)
+    stages = _stages(spec, mesh, bs * spec.cfg.restarts)
+    weights = stages.prepare(generator)  # once for every chunk of faces
     parts = []
     for start in range(0, n, bs):
         stop = min(start + bs, n)
         idx = list(range(start, stop)) + [stop - 1] * (bs - (stop - start))  # pad with copies
-        out = _search_chunk(spec, generator, lr_images[idx], [face_ids[i] for i in idx], seed,
-                            (start, stop), progress, mesh)
+        out = _search_chunk(spec, stages, weights, lr_images[idx], [face_ids[i] for i in idx],
+                            seed, (start, stop), progress, mesh)
         parts.append(jax.tree_util.tree_map(lambda x: np.asarray(x)[: stop - start], out))
     merged = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *parts)
     return Result(**merged, seed=seed, face_ids=np.asarray(face_ids))
 
 
-def _search_chunk(spec: _Spec, gen: Generator, lr: np.ndarray, ids: list[int], seed: int,
-                  faces: tuple[int, int], progress, mesh) -> dict:
+def _search_chunk(spec: _Spec, stages: _Stages, weights: dict, lr: np.ndarray, ids: list[int],
+                  seed: int, faces: tuple[int, int], progress, mesh) -> dict:
     restarts, steps = spec.cfg.restarts, spec.cfg.steps
     nf, real = len(ids), faces[1] - faces[0]
-    stages = _stages(spec, mesh, nf * restarts)
     draw, init, run, finalize = stages.draw, stages.init, stages.run, stages.finalize
-    weights = stages.prepare(gen)
     ref = np.repeat(lr, restarts, axis=0)
     # Placed once, as the steps take it, so the host loop does not move it at every step.
     ref = jax.device_put(ref, None if mesh is None else jax.sharding.NamedSharding(

@@ -24,13 +24,12 @@ import functools
 import math
 from typing import Any, Mapping as MappingT, Sequence
 
+from flax import traverse_util
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from pulse_jax import convs
-# Re-exported: the discriminator and older callers import these from here.
-from pulse_jax.convs import UPCONVS, blur, conv2d, upsample_nearest2  # noqa: F401
 
 Params = MappingT[str, Any]
 
@@ -207,6 +206,9 @@ class EqualizedConv(nn.Module):
                                 (k, k, x.shape[-1], self.features))
             bias = self.param("bias", nn.initializers.zeros, (self.features,))
             w = effective_kernel(kernel, self.gain, self.up)
+            if self.is_mutable_collection("prepared"):  # prepare_synthesis is asking
+                for name, value in convs.prepare_conv(w, up, self.upconv).items():
+                    self.put_variable("prepared", name, value)
             y = convs.upsample_conv(x, w, self.upconv) if up else convs.conv2d(x, w)
         return (convs.blur(y) if up else y) + bias
 
@@ -364,27 +366,17 @@ def prepare_synthesis(config: GeneratorConfig, params: Params, upconv: str = "di
 
     Each conv's ``kernel`` becomes ``{"w", "w_t"}`` (:func:`pulse_jax.convs.prepare_conv`):
     the scaled (flipped, folded) kernel and the kernel of its input gradient. Worth it when
-    the same frozen weights run many times (a search step would otherwise redo it).
+    the same frozen weights run many times (a search step would otherwise redo it). The
+    convs record them themselves during a pass over an empty batch, so which conv upsamples
+    and with what gain is known in one place only, the modules.
     """
-    def conv(p, gain=_SQRT2, up="none"):
-        out = {k: v for k, v in p.items() if k != "kernel"}
-        w = effective_kernel(p["kernel"], gain, up)
-        out.update(convs.prepare_conv(w, up != "none", upconv))
-        return out
-
-    out = dict(params)
-    for res in config.block_resolutions:
-        name = f"{res}x{res}"
-        block = dict(params[name])
-        if res == 4:
-            block["conv"] = conv(block["conv"])
-        else:
-            up = "fused" if config.is_fused(res) else "nearest"
-            block["conv0_up"] = conv(block["conv0_up"], up=up)
-            block["conv1"] = conv(block["conv1"])
-        out[name] = block
-    out["torgb"] = conv(params["torgb"], gain=1.0)
-    return out
+    wplus = jnp.zeros((0, config.num_layers, config.dlatent_size), jnp.float32)
+    _, recorded = Synthesis(config, upconv=upconv).apply(
+        {"params": params}, wplus, noise_zeros(config, 0), mutable=["prepared"])
+    prepared = traverse_util.flatten_dict(recorded["prepared"])
+    replaced = {k[:-1] + ("kernel",) for k in prepared}
+    flat = {k: v for k, v in traverse_util.flatten_dict(params).items() if k not in replaced}
+    return traverse_util.unflatten_dict({**flat, **prepared})
 
 
 def init_params(config: GeneratorConfig, key: jax.Array) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pulse_jax import degrade, losses, stylegan
+from pulse_jax import convs, degrade, losses, stylegan
 from pulse_jax.stylegan import GeneratorConfig
 from pulse_jax.weights import compute_gaussian_fit, from_pulse_state_dicts, import_pulse
 from pulse_jax.weights import pulse_state_dict as psd
@@ -105,7 +105,7 @@ def _recipe_1024(data_dir):
     return sd
 
 
-@pytest.mark.parametrize("upconv", stylegan.UPCONVS)
+@pytest.mark.parametrize("upconv", convs.UPCONVS)
 def test_1024_forward_matches_reference(data_dir, extra, upconv):
     gen = from_pulse_state_dicts(_recipe_1024(data_dir))
     assert gen.config == GeneratorConfig() and gen.num_layers == 18

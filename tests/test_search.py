@@ -10,7 +10,8 @@ import pytest
 
 from pulse_jax import degrade, search
 from pulse_jax.search import SearchConfig, _Spec, NoisePlan
-from pulse_jax.stylegan import GeneratorConfig, UPCONVS
+from pulse_jax.convs import UPCONVS
+from pulse_jax.stylegan import GeneratorConfig
 
 from helpers import fixture_generator, nhwc
 

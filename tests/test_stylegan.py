@@ -43,7 +43,7 @@ def test_mapping_parity(ref):
     assert_close(w, ref["mapping_io/w"], atol=1e-4, rtol=1e-5, what="mapping")
 
 
-@pytest.mark.parametrize("upconv", stylegan.UPCONVS)
+@pytest.mark.parametrize("upconv", convs.UPCONVS)
 def test_synthesis_parity(ref, upconv):
     gen = fixture_generator(ref)
     wplus = ref["synthesis_io/dlatents"]
@@ -84,7 +84,7 @@ def test_subpixel_upsampling_conv_is_the_direct_one(shape):
         convs.upsample_conv_subpixel(jnp.zeros((1, 4, 4, 2)), jnp.zeros((1, 1, 2, 2)))
 
 
-@pytest.mark.parametrize("upconv", stylegan.UPCONVS)
+@pytest.mark.parametrize("upconv", convs.UPCONVS)
 def test_prepared_synthesis_is_the_same_function(ref, upconv):
     """Prepared weights: same image, same gradients w.r.t. W+ and noise as the raw params."""
     gen = fixture_generator(ref)

@@ -36,7 +36,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from pulse_jax.stylegan import EqualizedConv, EqualizedDense, GeneratorConfig, blur, lrelu
+from pulse_jax.convs import blur
+from pulse_jax.stylegan import EqualizedConv, EqualizedDense, GeneratorConfig, lrelu
 
 ARCHITECTURES = ("orig", "resnet")
 
