@@ -31,7 +31,7 @@ from PIL import Image, ImageDraw
 import pulse_jax
 from pulse_jax import degrade, images
 from pulse_jax.train import load_images
-from pulse_jax.train.trainer import image_grid
+from pulse_jax.pictures import image_grid
 from pulse_jax.weights.checkpoint import read_manifest
 
 FLAGS = flags.FLAGS

@@ -98,7 +98,7 @@ import jax
 import numpy as np
 
 from pulse_jax import devices as devices_lib
-from pulse_jax import exit_codes, files, images
+from pulse_jax import exit_codes, files, images, pictures
 from pulse_jax import search as search_lib
 from pulse_jax.generator import Generator
 
@@ -674,8 +674,8 @@ def run_batch(
                 images.save_png(output_dir / files["lr"], res.lr[i])
                 rec["lr_output"] = str(output_dir / files["lr"])
             if save_contact_sheet:
-                sheet = images.contact_sheet(lr[i], res.hr[i], res.restart_hr[i],
-                                             res.restart_l2[i], int(res.restart[i]), cfg.eps)
+                sheet = pictures.contact_sheet(lr[i], res.hr[i], res.restart_hr[i],
+                                               res.restart_l2[i], int(res.restart[i]), cfg.eps)
                 images.save_png(output_dir / files["sheet"], sheet)
                 rec["sheet"] = str(output_dir / files["sheet"])
             if save_intermediate:

@@ -47,7 +47,6 @@ import dataclasses
 import datetime
 import functools
 import json
-import math
 import os
 import pathlib
 import re
@@ -65,6 +64,7 @@ import optax
 from pulse_jax import devices as devices_lib
 from pulse_jax import files
 from pulse_jax import images as images_lib
+from pulse_jax.pictures import image_grid
 from pulse_jax import stylegan
 from pulse_jax.generator import Generator
 from pulse_jax.stylegan import GeneratorConfig
@@ -496,18 +496,6 @@ def sample_images(config: TrainConfig, g_params: Any, count: int = 64, seed: int
     out = [np.asarray(_render(config, g_params, z[i:i + batch], [n[i:i + batch] for n in noises]))
            for i in range(0, count, batch)]
     return np.concatenate(out)
-
-
-def image_grid(images: np.ndarray, cols: Optional[int] = None, pad: int = 0) -> np.ndarray:
-    """``[N, H, W, C]`` -> one ``[rows * H, cols * W, C]`` image (row-major; blanks are 0)."""
-    n, h, w, c = images.shape
-    cols = cols or int(math.ceil(math.sqrt(n)))
-    rows = -(-n // cols)
-    grid = np.zeros((rows * (h + pad) - pad, cols * (w + pad) - pad, c), images.dtype)
-    for i in range(n):
-        r, q = divmod(i, cols)
-        grid[r * (h + pad): r * (h + pad) + h, q * (w + pad): q * (w + pad) + w] = images[i]
-    return grid
 
 
 def save_sample_grid(path: os.PathLike, config: TrainConfig, g_params: Any, count: int = 64,
