@@ -80,7 +80,8 @@ def _make_tensor(storage: Any, storage_offset: Any, size: Any, stride: Any,
                  dtype: Any = None) -> LazyTensor:
     if not isinstance(storage, Storage):
         raise _Bad(f"tensor refers to {type(storage).__name__}, not to a storage record")
-    if not isinstance(storage_offset, int) or isinstance(storage_offset, bool) or storage_offset < 0:
+    if (not isinstance(storage_offset, int) or isinstance(storage_offset, bool)
+            or storage_offset < 0):
         raise _Bad(f"bad tensor storage offset {storage_offset!r}")
     size = _int_tuple(size, "size")
     stride = _int_tuple(stride, "stride")
@@ -155,7 +156,8 @@ _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("torch.nn.parameter", "Buffer"): _TensorClass("torch.nn.Buffer"),
     ("torch", "Size"): _torch_size,
     ("collections", "OrderedDict"): _StateDict,
-    ("torch.storage", "UntypedStorage"): _StorageType("UntypedStorage", STORAGE_DTYPES["UntypedStorage"]),
+    ("torch.storage", "UntypedStorage"): _StorageType("UntypedStorage",
+                                                      STORAGE_DTYPES["UntypedStorage"]),
 }
 for _name, _dt in STORAGE_DTYPES.items():
     _ALLOWED_GLOBALS[("torch", _name)] = _StorageType(_name, _dt)
