@@ -1,18 +1,15 @@
-"""Reading, checking and writing images for PULSE: LR inputs in, HR faces and manifests out.
+"""Reading LR faces and writing HR faces: the only place where pulse-jax touches image files.
 
-This module is the only place where pulse-jax touches image files. Everything else works on
-float32 arrays in ``[0, 1]``, channels last (``[S, S, 3]`` per face, ``[B, S, S, 3]`` batched).
+Everything else works on float32 arrays in ``[0, 1]``, channels last (``[S, S, 3]`` per face,
+``[B, S, S, 3]`` batched). Finding the inputs and checking their size live in
+:mod:`pulse_jax.inputs`; their names (``discover_inputs``, ``check_size``, ``valid_lr_sizes``,
+``ImageError``, ``IMAGE_SUFFIXES``) are importable from here too.
 
-Finding inputs and checking sizes live in :mod:`pulse_jax.inputs`; ``discover_inputs``,
-``check_size``, ``valid_lr_sizes``, ``ImageError`` and ``IMAGE_SUFFIXES`` are importable from
-here too.
-
-Loading and validating one face
--------------------------------
+Reading one face
+----------------
 ``load_image(path)`` returns ``(x, notes)``: ``x`` is float32 ``[S, S, 3]`` in ``[0, 1]`` and
-``notes`` lists the conversions made, for the log. Any problem raises ``ImageError`` (a
-``ValueError``) whose message names the file and the problem, so a batch can record it and go on
-with the other faces. The rules:
+``notes`` lists the conversions made, for the log. Any problem raises ``ImageError`` naming the
+file and the problem. Files are read through imageio's Pillow plugin, except where said below.
 
 * 8-bit samples become ``u8 / 255`` in float32, exactly what the reference's ``ToTensor`` does.
 * Grayscale (``L``, ``1``) is replicated to RGB; palette (``P``) images go through their palette;
@@ -20,29 +17,31 @@ with the other faces. The rules:
 * An alpha channel (``RGBA``, ``LA``, ``PA``, or a PNG ``tRNS`` colour key) that is fully opaque is
   dropped with a note. Any transparent pixel is refused: a transparent background has no clear
   meaning for a face, so the user should flatten it onto the background they want.
-* 16-bit PNGs (gray, gray+alpha, RGB, RGBA; interlaced or not) are decoded at full precision by a
-  small decoder here (Pillow reduces 16-bit RGB to 8 bits) and scaled by ``1 / 65535``. Its
-  row filters run in Python: about 0.6 s for a 512 x 512 16-bit RGBA file at worst.
-* An EXIF orientation other than "normal" is applied (with a note), as an image viewer would.
-* Corrupt files, truncated files (including a PNG whose final ``IEND`` chunk is missing, and any
-  chunk whose CRC is wrong) and files that are not images at all are refused. Pillow's
-  ``ImageFile.LOAD_TRUNCATED_IMAGES`` is forced off while decoding, so a truncated image is never
-  silently padded with gray.
-* The image must be square. ``check_size(S, resolution)`` (or ``load_image(path, resolution=...)``)
-  also checks that ``S`` divides the generator's resolution, which PULSE's bicubic downscale needs,
-  and its message lists the sizes that would work.
+* 16-bit PNGs (gray, gray+alpha, RGB, RGBA; interlaced or not) are scaled by ``1 / 65535`` at
+  full precision. Pillow keeps only the high byte of 16-bit colour, so these are read by pypng;
+  its raw samples are used (``asDirect`` would also shift them by an ``sBIT`` chunk) and a
+  ``tRNS`` colour key becomes alpha here.
+* An EXIF orientation other than "normal" is applied (with a note) by Pillow's
+  ``ImageOps.exif_transpose``, one plane at a time: Pillow has no 16-bit colour mode, and
+  imageio's own ``rotate`` flips the channel axis of a palette image it has expanded to RGB.
+* Corrupt files, truncated files and files that are not images at all are refused. Every PNG's
+  chunks are walked by pypng first, because Pillow decodes a PNG whose final ``IEND`` chunk is
+  missing and does not check the pixel data's CRCs. Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES``
+  is forced off while decoding, so a truncated JPEG is never silently padded with gray.
+* The image must be square; ``load_image(path, resolution=...)`` also applies ``check_size``.
 
 Writing results
 ---------------
 ``to_uint8`` converts floats to bytes by truncation, ``floor(255 * clip(x, 0, 1))``, like the
 reference's ``ToPILImage`` (docs/reference.md, "Images in and out"); ``rounding="round"`` is
-available. ``save_png`` writes an 8-bit RGB PNG atomically (:mod:`pulse_jax.files`).
+available. ``encode_png`` makes 8-bit RGB PNG bytes with imageio's Pillow plugin (Pillow's
+default compression, so the bytes are those Pillow itself writes) and ``save_png`` writes them
+atomically (:mod:`pulse_jax.files`).
 
 Example::
 
     from pulse_jax import images
-    paths = images.discover_inputs("input/")
-    for p in paths:
+    for p in images.discover_inputs("input/"):
         try:
             lr, notes = images.load_image(p, resolution=1024)
         except images.ImageError as err:
@@ -55,15 +54,19 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import io
 import pathlib
+import re
 import struct
 import threading
 import zlib
-from typing import Any, Literal
+from collections.abc import Iterator
+from typing import Any, Literal, NamedTuple
 
+import imageio.v3 as iio
 import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError
+import png
+from imageio.core.request import InitializationError
+from PIL import ExifTags, Image, ImageFile, ImageOps
 
 from pulse_jax import files
 from pulse_jax.inputs import (IMAGE_SUFFIXES, ImageError, PathLike, check_size, discover_inputs,
@@ -83,144 +86,28 @@ __all__ = [
 
 Rounding = Literal["truncate", "round"]
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_TRUNCATION_LOCK = threading.Lock()
+# What Pillow and zlib raise on a file they cannot decode.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, zlib.error, struct.error)
+
+
+class _Samples(NamedTuple):
+    """Decoded samples before they become floats."""
+
+    u: np.ndarray       # uint8 or uint16 [H, W, C]; C is 1 (gray) or 3, plus alpha if any
+    alpha: str | None   # how messages name the alpha channel (last in u); None if there is none
+    gray: str           # how the note names a grayscale format
+    full: int           # the opaque, full-scale sample value: 255 or 65535
+
 
 # --------------------------------------------------------------------------------------------
 # Decoding
 # --------------------------------------------------------------------------------------------
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
-          (0, 1, 1, 2))
-_TRUNCATION_LOCK = threading.Lock()
-
-
-def _png_chunks(path: pathlib.Path, data: bytes) -> list[tuple[bytes, bytes]]:
-    """Walks a PNG's chunks, checking lengths and CRCs, up to and including IEND."""
-    chunks = []
-    pos = len(_PNG_SIGNATURE)
-    n = len(data)
-    while True:
-        if pos + 8 > n:
-            raise ImageError(path, f"PNG file is truncated: it ends after {n} bytes, inside a "
-                                   "chunk header, before the final IEND chunk")
-        length, ctype = struct.unpack(">I4s", data[pos:pos + 8])
-        if length > 0x7FFFFFFF or not ctype.isalpha():
-            raise ImageError(path, f"PNG file is corrupt: invalid chunk header at byte {pos}")
-        end = pos + 12 + length
-        if end > n:
-            raise ImageError(path, f"PNG file is truncated: it ends after {n} bytes, inside the "
-                                   f"{ctype.decode('ascii')} chunk that needs {end} bytes")
-        body = data[pos + 8:pos + 8 + length]
-        (crc,) = struct.unpack(">I", data[pos + 8 + length:end])
-        if zlib.crc32(ctype + body) & 0xFFFFFFFF != crc:
-            raise ImageError(path, f"PNG file is corrupt: CRC mismatch in the "
-                                   f"{ctype.decode('ascii')} chunk at byte {pos}")
-        chunks.append((ctype, body))
-        pos = end
-        if ctype == b"IEND":
-            return chunks
-
-
-def _paeth(a: int, b: int, c: int) -> int:
-    p = a + b - c
-    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-    if pa <= pb and pa <= pc:
-        return a
-    return b if pb <= pc else c
-
-
-def _unfilter(path, buf: bytes, off: int, rows: int, rowbytes: int, bpp: int) -> np.ndarray:
-    """Undoes PNG's per-row filters; returns uint8 [rows, rowbytes]."""
-    out = np.empty((rows, rowbytes), np.uint8)
-    prev = np.zeros(rowbytes, np.uint8)
-    for y in range(rows):
-        ftype = buf[off]
-        line = np.frombuffer(buf, np.uint8, rowbytes, off + 1)
-        off += rowbytes + 1
-        if ftype == 0:
-            cur = line
-        elif ftype == 1:
-            cur = np.cumsum(line.reshape(-1, bpp), axis=0, dtype=np.uint8).reshape(-1)
-        elif ftype == 2:
-            cur = line + prev
-        elif ftype in (3, 4):
-            cur_b = bytearray(line.tobytes())
-            up = prev.tobytes()
-            for i in range(rowbytes):
-                a = cur_b[i - bpp] if i >= bpp else 0
-                if ftype == 3:
-                    pred = (a + up[i]) >> 1
-                else:
-                    pred = _paeth(a, up[i], up[i - bpp] if i >= bpp else 0)
-                cur_b[i] = (cur_b[i] + pred) & 0xFF
-            cur = np.frombuffer(bytes(cur_b), np.uint8)
-        else:
-            raise ImageError(path, f"PNG file is corrupt: unknown row filter type {ftype}")
-        out[y] = cur
-        prev = out[y]
-    return out
-
-
-def _decode_png16(path, chunks) -> tuple[np.ndarray, np.ndarray | None]:
-    """Decodes a 16-bit PNG: returns (uint16 [H, W, 1 or 3], uint16 alpha [H, W] or None)."""
-    ihdr = chunks[0][1]
-    w, h, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", ihdr)
-    channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(ctype)
-    if channels is None or depth != 16 or interlace not in (0, 1):
-        raise ImageError(path, f"PNG file is corrupt: colour type {ctype} with bit depth {depth}")
-    dec = zlib.decompressobj()
-    try:
-        raw = dec.decompress(b"".join(body for t, body in chunks if t == b"IDAT"))
-    except zlib.error as e:
-        raise ImageError(path, f"PNG file is corrupt: invalid compressed pixel data ({e})") from e
-    if not dec.eof:
-        raise ImageError(path, "PNG file is truncated: its compressed pixel data ends early")
-    bpp = 2 * channels
-    img = np.empty((h, w, channels), np.uint16)
-    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
-    off = 0
-    for x0, y0, dx, dy in passes:
-        pw, ph = -(-(w - x0) // dx), -(-(h - y0) // dy)
-        if pw <= 0 or ph <= 0:
-            continue
-        rowbytes = pw * bpp
-        if off + ph * (rowbytes + 1) > len(raw):
-            raise ImageError(path, "PNG file is corrupt: too little pixel data for its size")
-        rows = _unfilter(path, raw, off, ph, rowbytes, bpp)
-        off += ph * (rowbytes + 1)
-        img[y0::dy, x0::dx] = rows.view(">u2").reshape(ph, pw, channels)
-    if off != len(raw):
-        raise ImageError(path, "PNG file is corrupt: more pixel data than its size needs")
-    alpha = None
-    if ctype in (4, 6):
-        img, alpha = img[..., :-1], img[..., -1]
-    else:
-        trns = [body for t, body in chunks if t == b"tRNS"]
-        if trns:
-            key = np.frombuffer(trns[0], ">u2")
-            if key.size != channels:
-                raise ImageError(path, "PNG file is corrupt: tRNS chunk of the wrong length")
-            alpha = np.where(np.all(img == key, axis=-1), 0, 65535).astype(np.uint16)
-    return img, alpha
-
-
-def _orient(x: np.ndarray, orientation: int) -> np.ndarray:
-    """Applies an EXIF orientation (1..8) to an [H, W, ...] array, as ImageOps.exif_transpose."""
-    t = lambda a: np.swapaxes(a, 0, 1)  # noqa: E731
-    ops = {
-        2: lambda a: a[:, ::-1],
-        3: lambda a: a[::-1, ::-1],
-        4: lambda a: a[::-1],
-        5: t,
-        6: lambda a: np.rot90(a, -1),
-        7: lambda a: t(a)[::-1, ::-1],
-        8: lambda a: np.rot90(a, 1),
-    }
-    return np.ascontiguousarray(ops[orientation](x)) if orientation in ops else x
-
 
 @contextlib.contextmanager
-def _no_truncated_loads():
+def _no_truncated_loads() -> Iterator[None]:
     """Keeps Pillow's LOAD_TRUNCATED_IMAGES off while decoding, even if someone turned it on."""
     if not ImageFile.LOAD_TRUNCATED_IMAGES:
         yield
@@ -233,117 +120,158 @@ def _no_truncated_loads():
             ImageFile.LOAD_TRUNCATED_IMAGES = old
 
 
-def _split_alpha(path, color: np.ndarray, alpha: np.ndarray | None, opaque: int, mode: str,
-                 notes: list[str]) -> np.ndarray:
-    if alpha is None:
-        return color
-    n_transparent = int(np.count_nonzero(alpha != opaque))
-    if n_transparent:
-        raise ImageError(
-            path,
-            f"image has transparency ({mode}; {n_transparent} of {alpha.size} pixels are not "
-            "fully opaque): a transparent background has no clear meaning for a face; flatten "
-            "it onto the background you want and save it as RGB",
-        )
-    notes.append(f"alpha channel ({mode}) is fully opaque: dropped")
-    return color
+def _format(data: bytes) -> str:
+    if data.startswith(_PNG_SIGNATURE):
+        return "PNG"
+    return "JPEG" if data.startswith(b"\xff\xd8") else "image"
+
+
+def _decode_error(path: pathlib.Path, data: bytes, e: BaseException) -> ImageError:
+    if "truncated" in str(e).lower():
+        return ImageError(path, f"{_format(data)} file is truncated (Pillow: {e})")
+    return ImageError(path, f"{_format(data)} file is corrupt ({type(e).__name__}: {e})")
+
+
+def _png_error(path: pathlib.Path, e: Exception) -> ImageError:
+    # pypng says which check failed only in its message.
+    msg = str(e)
+    crc = re.search(r"Checksum error in (\w+) chunk", msg)
+    if crc:
+        return ImageError(path, f"PNG file is corrupt: CRC mismatch in the {crc[1]} chunk "
+                                f"(pypng: {msg})")
+    if any(s in msg for s in ("too short", "No more chunks", "End of file")):
+        return ImageError(path, f"PNG file is truncated: it ends before its final IEND chunk "
+                                f"(pypng: {msg})")
+    return ImageError(path, f"PNG file is corrupt (pypng: {msg})")
+
+
+def _png_depth(path: pathlib.Path, data: bytes) -> int:
+    """Checks every chunk of a PNG (lengths, CRCs, the final IEND); returns its bit depth."""
+    try:
+        for _ in png.Reader(bytes=data).chunks():
+            pass
+        header = png.Reader(bytes=data)
+        header.preamble()
+    except png.Error as e:
+        raise _png_error(path, e) from e
+    return header.bitdepth
+
+
+def _png16_samples(path: pathlib.Path, data: bytes, notes: list[str]) -> _Samples:
+    """A 16-bit PNG's samples at full precision, a tRNS colour key turned into alpha."""
+    try:
+        width, height, rows, info = png.Reader(bytes=data).read()
+        u = np.array(list(rows), np.uint16).reshape(height, width, info["planes"])
+    except (png.Error, zlib.error, ValueError) as e:
+        raise _png_error(path, e) from e
+    key = info.get("transparent")
+    if key is not None:
+        keyed = np.all(u == np.asarray(key, np.uint16), axis=-1, keepdims=True)
+        u = np.concatenate([u, np.where(keyed, 0, 65535).astype(np.uint16)], axis=-1)
+    has_alpha = info["alpha"] or key is not None
+    kind = ("gray" if info["greyscale"] else "RGB") + ("+alpha" if has_alpha else "")
+    notes.append("16-bit PNG: samples divided by 65535 (precision beyond 8 bits is kept)")
+    return _Samples(u, f"16-bit {kind}" if has_alpha else None, "16-bit", 65535)
+
+
+def _open(path: pathlib.Path, data: bytes) -> Any:
+    """An imageio Pillow reader of ``data``; nothing is decoded yet."""
+    try:
+        return iio.imopen(data, "r", plugin="pillow")
+    except OSError as e:  # imageio wraps whatever Pillow raised
+        cause = e.__cause__
+        if isinstance(cause, Image.DecompressionBombError):
+            raise ImageError(path, f"image is too large to decode safely ({cause})") from e
+        if isinstance(cause, InitializationError):
+            raise ImageError(path, "not a readable image: Pillow cannot identify it "
+                                   "(corrupt, or not a PNG/JPEG file)") from e
+        raise _decode_error(path, data, cause or e) from e
+
+
+def _read_mode(path: pathlib.Path, mode: str, keyed: bool, notes: list[str]
+               ) -> tuple[str | None, str | None, str]:
+    """For a Pillow mode: (mode to read as, the alpha's name or None, the grayscale name)."""
+    if mode in ("P", "PA"):
+        notes.append(f"palette image ({mode}) converted to RGB through its palette")
+        if mode == "PA" or keyed:
+            return "RGBA", f"palette {mode} " + ("alpha" if mode == "PA" else "transparency"), ""
+        return "RGB", None, ""
+    if mode in ("L", "1"):
+        return ("LA", f"{mode} transparency key", mode) if keyed else ("L", None, mode)
+    if mode in ("LA", "RGBA"):
+        return mode, mode, mode
+    if mode == "RGB":
+        return ("RGBA", "RGB transparency key", "") if keyed else ("RGB", None, "")
+    if mode in ("CMYK", "YCbCr"):
+        notes.append(f"{mode} image converted to RGB by Pillow (no colour management)")
+        return "RGB", None, ""
+    if mode.startswith("I;16"):
+        notes.append("16-bit image: samples divided by 65535 (precision beyond 8 bits is kept)")
+        return None, None, "16-bit"
+    raise ImageError(path, f"unsupported pixel format {mode!r}; use 8-bit or 16-bit "
+                           "RGB or grayscale PNG, or JPEG")
+
+
+def _pillow_samples(path: pathlib.Path, data: bytes, reader: Any, meta: dict,
+                    notes: list[str]) -> _Samples:
+    as_mode, alpha, gray = _read_mode(path, meta["mode"], "transparency" in meta, notes)
+    try:
+        u = reader.read(mode=as_mode)
+    except _DECODE_ERRORS as e:
+        raise _decode_error(path, data, e) from e
+    u = u if u.ndim == 3 else u[..., None]
+    return _Samples(u, alpha, gray, 65535 if u.dtype.itemsize == 2 else 255)
+
+
+def _to_float(path: pathlib.Path, s: _Samples, notes: list[str]) -> np.ndarray:
+    """float32 RGB from samples: a fully opaque alpha dropped, grayscale replicated."""
+    u = s.u
+    if s.alpha is not None:
+        u, alpha = u[..., :-1], u[..., -1]
+        n_transparent = int(np.count_nonzero(alpha != s.full))
+        if n_transparent:
+            raise ImageError(
+                path,
+                f"image has transparency ({s.alpha}; {n_transparent} of {alpha.size} pixels are "
+                "not fully opaque): a transparent background has no clear meaning for a face; "
+                "flatten it onto the background you want and save it as RGB",
+            )
+        notes.append(f"alpha channel ({s.alpha}) is fully opaque: dropped")
+    if u.shape[-1] == 1:
+        u = np.repeat(u, 3, axis=-1)
+        notes.append(f"grayscale ({s.gray}) replicated to RGB")
+    return u.astype(np.float32) / np.float32(s.full)
+
+
+def _upright(x: np.ndarray, orientation: int) -> np.ndarray:
+    """``x`` [H, W, C] turned by Pillow's exif_transpose for this EXIF orientation."""
+    planes = []
+    for c in range(x.shape[-1]):
+        plane = Image.fromarray(np.ascontiguousarray(x[..., c]))
+        plane.getexif()[ExifTags.Base.Orientation] = orientation
+        planes.append(np.asarray(ImageOps.exif_transpose(plane)))
+    return np.stack(planes, axis=-1)
 
 
 def _decode(path: pathlib.Path, data: bytes) -> tuple[np.ndarray, list[str]]:
     """Returns (float32 [H, W, 3] in [0, 1], notes) for any image Pillow can open."""
     notes: list[str] = []
-    is_png = data.startswith(_PNG_SIGNATURE)
-    chunks = _png_chunks(path, data) if is_png else None
-    try:
-        with _no_truncated_loads():
-            im = Image.open(io.BytesIO(data))
-            im.load()
-    except UnidentifiedImageError as e:
-        raise ImageError(path, "not a readable image: Pillow cannot identify it "
-                               "(corrupt, or not a PNG/JPEG file)") from e
-    except Image.DecompressionBombError as e:
-        raise ImageError(path, f"image is too large to decode safely ({e})") from e
-    except (OSError, SyntaxError, ValueError, EOFError, zlib.error, struct.error) as e:
-        if "truncated" in str(e).lower():
-            raise ImageError(path, f"{_fmt(data)} file is truncated (Pillow: {e})") from e
-        raise ImageError(path, f"{_fmt(data)} file is corrupt ({type(e).__name__}: {e})") from e
-    orientation = 1
-    with contextlib.suppress(Exception):
-        orientation = int(im.getexif().get(0x0112, 1))
-
-    if is_png and chunks and chunks[0][0] == b"IHDR" and len(chunks[0][1]) == 13 and \
-            chunks[0][1][8] == 16:
-        color, alpha = _decode_png16(path, chunks)
-        kind = {1: "gray", 3: "RGB"}[color.shape[-1]] + ("+alpha" if alpha is not None else "")
-        color = _split_alpha(path, color, alpha, 65535, f"16-bit {kind}", notes)
-        if color.shape[-1] == 1:
-            color = np.repeat(color, 3, axis=-1)
-            notes.append("grayscale (16-bit) replicated to RGB")
-        notes.append("16-bit PNG: samples divided by 65535 (precision beyond 8 bits is kept)")
-        x = color.astype(np.float32) / np.float32(65535)
-    else:
-        x = _pillow_to_float(path, im, notes)
-    if orientation != 1 and 1 < orientation <= 8:
-        x = _orient(x, orientation)
+    depth = _png_depth(path, data) if data.startswith(_PNG_SIGNATURE) else 8
+    with _no_truncated_loads(), _open(path, data) as reader:
+        try:
+            meta = reader.metadata(exclude_applied=False)
+        except _DECODE_ERRORS as e:
+            raise _decode_error(path, data, e) from e
+        if depth == 16:
+            samples = _png16_samples(path, data, notes)
+        else:
+            samples = _pillow_samples(path, data, reader, meta, notes)
+    x = _to_float(path, samples, notes)
+    orientation = meta.get("Orientation", 1)
+    if orientation in range(2, 9):
+        x = _upright(x, orientation)
         notes.append(f"EXIF orientation {orientation} applied (image rotated/flipped upright)")
     return x, notes
-
-
-def _fmt(data: bytes) -> str:
-    if data.startswith(_PNG_SIGNATURE):
-        return "PNG"
-    if data.startswith(b"\xff\xd8"):
-        return "JPEG"
-    return "image"
-
-
-def _pillow_to_float(path, im: Image.Image, notes: list[str]) -> np.ndarray:
-    mode = im.mode
-    has_key = "transparency" in im.info
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
-        u = np.asarray(im).astype(np.uint16)
-        notes.append("grayscale (16-bit) replicated to RGB")
-        notes.append("16-bit image: samples divided by 65535 (precision beyond 8 bits is kept)")
-        return np.repeat(u[..., None], 3, axis=-1).astype(np.float32) / np.float32(65535)
-    if mode in ("P", "PA"):
-        notes.append(f"palette image ({mode}) converted to RGB through its palette")
-        if mode == "PA" or has_key:
-            rgba = np.asarray(im.convert("RGBA"))
-            u = _split_alpha(path, rgba[..., :3], rgba[..., 3], 255, f"palette {mode} "
-                             + ("alpha" if mode == "PA" else "transparency"), notes)
-        else:
-            u = np.asarray(im.convert("RGB"))
-    elif mode in ("L", "1"):
-        notes.append(f"grayscale ({mode}) replicated to RGB")
-        if has_key:
-            la = np.asarray(im.convert("LA"))
-            g = _split_alpha(path, la[..., :1], la[..., 1], 255, f"{mode} transparency key",
-                             notes)
-        else:
-            g = np.asarray(im.convert("L"))[..., None]
-        u = np.repeat(g, 3, axis=-1)
-    elif mode == "LA":
-        la = np.asarray(im)
-        g = _split_alpha(path, la[..., :1], la[..., 1], 255, "LA", notes)
-        notes.append("grayscale (LA) replicated to RGB")
-        u = np.repeat(g, 3, axis=-1)
-    elif mode == "RGBA":
-        rgba = np.asarray(im)
-        u = _split_alpha(path, rgba[..., :3], rgba[..., 3], 255, "RGBA", notes)
-    elif mode == "RGB":
-        if has_key:
-            rgba = np.asarray(im.convert("RGBA"))
-            u = _split_alpha(path, rgba[..., :3], rgba[..., 3], 255, "RGB transparency key",
-                             notes)
-        else:
-            u = np.asarray(im)
-    elif mode in ("CMYK", "YCbCr"):
-        notes.append(f"{mode} image converted to RGB by Pillow (no colour management)")
-        u = np.asarray(im.convert("RGB"))
-    else:
-        raise ImageError(path, f"unsupported pixel format {mode!r}; use 8-bit or 16-bit "
-                               "RGB or grayscale PNG, or JPEG")
-    return u.astype(np.float32) / np.float32(255)
 
 
 def load_image(path: PathLike, resolution: int | None = None) -> tuple[np.ndarray, list[str]]:
@@ -430,9 +358,7 @@ def encode_png(x: Any, rounding: Rounding = "truncate") -> bytes:
     u = to_uint8(x, rounding)
     if u.ndim != 3 or u.shape[-1] != 3:
         raise ValueError(f"expected an image of shape [H, W, 3], got {u.shape}")
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(u), "RGB").save(buf, format="PNG")
-    return buf.getvalue()
+    return iio.imwrite("<bytes>", np.ascontiguousarray(u), extension=".png", plugin="pillow")
 
 
 def save_png(path: PathLike, x: Any, rounding: Rounding = "truncate") -> pathlib.Path:

@@ -43,6 +43,11 @@ def _paeth(a, b, c):
     return np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
 
 
+# Adam7's passes as (x0, y0, dx, dy), in the PNG specification's order.
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+          (0, 1, 1, 2))
+
+
 def _filter_rows(rows: np.ndarray, bpp: int, first_filter: int) -> bytes:
     """PNG-filters uint8 rows [n, rowbytes], cycling through filter types 0..4."""
     out = []
@@ -62,7 +67,7 @@ def _png16(arr: np.ndarray, interlace=False, trns=None) -> bytes:
     h, w, c = arr.shape
     ctype = {1: 0, 2: 4, 3: 2, 4: 6}[c]
     bpp = 2 * c
-    passes = images._ADAM7 if interlace else ((0, 0, 1, 1),)
+    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
     raw = b""
     for k, (x0, y0, dx, dy) in enumerate(passes):
         sub = arr[y0::dy, x0::dx]
