@@ -20,7 +20,9 @@ import numpy as np
 
 import pulse_jax
 from pulse_jax import search
-from pulse_jax.search import SearchConfig, _Spec
+from pulse_jax import search_steps
+from pulse_jax.search import SearchConfig
+from pulse_jax.search_steps import Spec
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("resolution", 1024, "generator resolution")
@@ -64,9 +66,9 @@ def main(argv):
                         precision=FLAGS.precision, remat=FLAGS.remat, loop=FLAGS.loop,
                         upconv=FLAGS.upconv)
     factor = cfg.resolution // FLAGS.lr_size
-    spec = _Spec.make(cfg, scfg, factor)
+    spec = Spec.make(cfg, scfg, factor)
     B = FLAGS.faces * FLAGS.restarts
-    stages = search._stages(spec, None, B)
+    stages = search_steps.stages(spec, None, B)
     draw, init, run = stages.draw, stages.init, stages.run
     weights = stages.prepare(gen)
     ids = list(range(FLAGS.faces))

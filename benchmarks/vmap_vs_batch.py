@@ -15,7 +15,9 @@ import numpy as np
 
 import pulse_jax
 from pulse_jax import search
-from pulse_jax.search import SearchConfig, _Spec
+from pulse_jax import search_steps
+from pulse_jax.search import SearchConfig
+from pulse_jax.search_steps import Spec
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("resolution", 128, "generator resolution")
@@ -42,9 +44,9 @@ def main(argv):
     D = cfg.dlatent_size
     gen = gen.replace_gaussian_fit(np.zeros(D, np.float32), np.ones(D, np.float32))
     scfg = SearchConfig()
-    spec = _Spec.make(cfg, scfg, cfg.resolution // FLAGS.lr_size)
+    spec = Spec.make(cfg, scfg, cfg.resolution // FLAGS.lr_size)
     B = FLAGS.batch
-    params, frozen = jax.vmap(lambda k: search._draw(spec, k))(search.restart_keys(0, range(B), 1))
+    params, frozen = jax.vmap(lambda k: search_steps.draw(spec, k))(search.restart_keys(0, range(B), 1))
     ref = jnp.asarray(np.random.default_rng(0).uniform(size=(B, FLAGS.lr_size, FLAGS.lr_size, 3)),
                       jnp.float32)
 

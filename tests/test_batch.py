@@ -247,19 +247,16 @@ def test_split_over_processes_without_coordinator(tmp_path):
         assert r.get("l2") == r1[n].get("l2") and r.get("error") == r1[n].get("error")
 
 
-def test_progress_bar_and_no_retrace(tmp_path, capfd, monkeypatch):
+def test_progress_bar_and_no_retrace(tmp_path, capfd, monkeypatch, search_traced_once):
     """A tqdm bar over faces with it/s and ETA; a second batch of the same shapes reuses the
-    compiled search (no retracing)."""
-    from pulse_jax import search
+    compiled search (no retracing: search_traced_once)."""
     monkeypatch.delenv("TQDM_DISABLE", raising=False)  # a user's setting would hide the bar
     inp = tmp_path / "in"
     fakes.write_faces(inp, 2)
     _run(inp, tmp_path / "warm")
-    before = dict(search.TRACE_COUNTS)
     capfd.readouterr()
     s = batch.run_batch(fakes.tiny_generator(), inp, tmp_path / "out", CFG, seed=3,
                         batch_size=2, devices=1, progress=True, log=lambda m: None)
     err = capfd.readouterr().err
     assert s.done == 2
     assert "2/2 faces" in err and "it/s" in err and "step 4/4" in err and "<" in err
-    assert search.TRACE_COUNTS == before

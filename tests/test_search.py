@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from pulse_jax import degrade, search
-from pulse_jax.search import SearchConfig, _Spec, NoisePlan
+from pulse_jax import search_steps
+from pulse_jax.search import SearchConfig, NoisePlan
+from pulse_jax.search_steps import Spec
 from pulse_jax.convs import UPCONVS
 from pulse_jax.stylegan import GeneratorConfig
 
@@ -20,7 +22,7 @@ GEN_CFG = GeneratorConfig(resolution=128, fmap_base=512, fmap_max=32)
 
 
 def _spec(gen, cfg, rows=None):
-    spec = _Spec.make(gen.config, cfg, 8)
+    spec = Spec.make(gen.config, cfg, 8)
     assert rows is None or spec.rows == rows
     return spec
 
@@ -78,7 +80,7 @@ def test_auto_settings_resolve_per_platform():
     explicit = SearchConfig(loop="device", upconv="subpixel")
     assert explicit.resolved("cpu") == explicit
     assert SearchConfig().resolved() == SearchConfig().resolved(jax.default_backend())
-    assert _Spec.make(GEN_CFG, SearchConfig(), 8, "gpu").cfg.loop == "device"
+    assert Spec.make(GEN_CFG, SearchConfig(), 8, "gpu").cfg.loop == "device"
 
 
 @pytest.mark.parametrize("upconv", UPCONVS)
@@ -103,7 +105,7 @@ def _free_run(ref, prefix, cfg, rows=None, steps=10):
     spec = _spec(gen, cfg, rows)
     params, frozen, ref_lr = _e2e_inputs(ref, prefix)
     B = params["z"].shape[0]
-    stages = search._stages(spec, None, B)
+    stages = search_steps.stages(spec, None, B)
     weights = stages.prepare(gen)
     state = stages.init(params, frozen)
     lg = jax.jit(search.loss_and_grad, static_argnums=0)
@@ -228,13 +230,11 @@ def test_deterministic_and_batch_independent(own_targets):
 
 
 @pytest.mark.parametrize("loop", ["host", "device"])
-def test_no_retrace_for_same_shape(own_targets, loop):
+def test_no_retrace_for_same_shape(own_targets, loop, search_traced_once):
     gen, lr = own_targets
     cfg = SearchConfig(steps=5, restarts=2, chunk_steps=2, loop=loop)  # chunks of 2, 2, 1: one compile
     search.upsample(gen, lr[:2], cfg, seed=0)
-    before = dict(search.TRACE_COUNTS)
-    search.upsample(gen, lr[1:3], cfg, seed=1)
-    assert search.TRACE_COUNTS == before
+    search.upsample(gen, lr[1:3], cfg, seed=1)  # a retrace raises (search_traced_once)
 
 
 def test_progress_reports(own_targets):
@@ -285,7 +285,7 @@ def test_optimizers_and_schedules_run(own_targets, opt_name, schedule):
     res = search.upsample(gen, lr[:1], cfg, seed=0)
     assert np.isfinite(res.l2).all()
     spec = _spec(gen, cfg)
-    init, _ = search._draw(spec, search.restart_keys(0, [0], 1)[0])
+    init, _ = search_steps.draw(spec, search.restart_keys(0, [0], 1)[0])
     np.testing.assert_allclose(np.linalg.norm(res.latent[0], axis=-1),
                                np.linalg.norm(np.asarray(init["z"]), axis=-1), rtol=1e-5)
 
@@ -300,12 +300,12 @@ def test_tile_latent_and_noise_modes(own_targets):
     assert all(not np.any(n) for n in zero.noises)
     cfg = SearchConfig(steps=2, noise_type="fixed", bad_noise_layers="3.last")
     fixed = search.upsample(gen, lr[:1], cfg, seed=0)
-    _, frozen = search._draw(_spec(gen, cfg), search.restart_keys(0, [0], 1)[0])
+    _, frozen = search_steps.draw(_spec(gen, cfg), search.restart_keys(0, [0], 1)[0])
     assert not np.any(fixed.noises[3]) and not np.any(fixed.noises[-1])
     kept = [i for i in range(gen.num_layers) if i not in (3, gen.num_layers - 1)]
     for i, n in zip(kept, frozen):  # frozen maps come back unchanged
         np.testing.assert_array_equal(fixed.noises[i][0, ..., 0], np.asarray(n)[0])
     trained = search.upsample(gen, lr[:1], SearchConfig(steps=2), seed=0)
-    _, frozen_t = search._draw(_spec(gen, SearchConfig()), search.restart_keys(0, [0], 1)[0])
+    _, frozen_t = search_steps.draw(_spec(gen, SearchConfig()), search.restart_keys(0, [0], 1)[0])
     # Layers 0..4 are trainable and move; layer 5 is frozen and does not.
     np.testing.assert_array_equal(trained.noises[5][0, ..., 0], np.asarray(frozen_t[0])[0])

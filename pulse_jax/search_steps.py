@@ -1,0 +1,346 @@
+"""The compiled pieces of the PULSE search, for :func:`pulse_jax.search.upsample` and for
+benchmarks and tests that time or probe one piece.
+
+A :class:`Spec` holds everything static about one search (generator config, resolved
+:class:`~pulse_jax.search_config.SearchConfig`, latent rows, downscale factor, noise plan).
+:func:`stages` compiles, for a spec, a device layout and a batch of ``B = faces x restarts``:
+
+* ``draw(keys [B]) -> (params, frozen_noise)``: random starts, one per key;
+* ``init(params, frozen) -> SearchState``;
+* ``prepare(generator) -> weights``: the frozen generator's weight arithmetic, done once;
+* ``run(weights, ref_lr [B, S, S, 3], state, n) -> state``: ``n`` projected steps;
+* ``finalize(weights, ref_lr, state) -> dict``: each face's chosen restart and images.
+
+Every function here is pure; shapes carry a leading ``B`` axis unless noted. A step
+(docs/reference.md, "One iteration")::
+
+    z -> w+ = LeakyReLU_0.2(z * std + mean) -> gen = (synthesis(w+, noise) + 1) / 2
+      -> D(gen) -> loss = sum_k weight_k * term_k -> grad -> inner optimizer step
+      -> project z rows and trainable noise to their radii
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable, NamedTuple, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from pulse_jax import degrade as degrade_lib
+from pulse_jax import losses as losses_lib
+from pulse_jax import optim
+from pulse_jax import stylegan
+from pulse_jax.generator import Generator
+from pulse_jax.search_config import NoisePlan, SearchConfig
+
+__all__ = [
+    "SearchState", "Spec", "Stages", "draw", "finalize", "gaussianize", "init_state",
+    "loss_and_grad", "prepare", "restart_keys", "stages", "step",
+]
+
+
+def gaussianize(z: jax.Array, mean: jax.Array, std: jax.Array) -> jax.Array:
+    """PULSE's latent map ``LeakyReLU_0.2(z * std + mean)``; z ``[..., D]``."""
+    return stylegan.lrelu(z * std + mean)
+
+
+class SearchState(NamedTuple):
+    """The loop's carry: a pytree of arrays with a leading faces*restarts axis ``B``."""
+
+    params: dict             # {"z": [B, rows, D], "noise": tuple of [B, 1, r, r] trainable maps}
+    opt_state: Any
+    radii: dict              # same structure as params, [B, rows, 1] / [B, 1, 1, 1]
+    frozen_noise: tuple      # [B, 1, r, r] frozen random maps
+    best_total: jax.Array    # [B]
+    best_l2: jax.Array       # [B] (clamped, as the loss sees it)
+    best_step: jax.Array     # [B] int32, -1 until a finite loss was seen
+    best_params: dict
+    last_params: dict        # params at the last evaluated step (for return_image="last")
+    step: jax.Array          # scalar int32
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """Everything static about one compiled search."""
+
+    gen: stylegan.GeneratorConfig
+    cfg: SearchConfig
+    rows: int
+    factor: int
+    plan: NoisePlan
+
+    @classmethod
+    def make(cls, gen: stylegan.GeneratorConfig, cfg: SearchConfig, factor: int,
+             platform: Optional[str] = None) -> "Spec":
+        """Derives the latent rows and the noise plan from the two configs, and resolves
+        the "auto" settings for ``platform`` (default: JAX's default backend)."""
+        rows = cfg.num_latent_rows or gen.num_layers
+        if rows < gen.num_layers:
+            raise ValueError(f"num_latent_rows {rows} < the generator's {gen.num_layers} layers")
+        return cls(gen, cfg.resolved(platform), rows, factor, NoisePlan.make(cfg, gen.num_layers))
+
+    @property
+    def latent_rows(self) -> int:
+        return 1 if self.cfg.tile_latent else self.rows
+
+
+def optimizer(spec: Spec) -> optax.GradientTransformation:
+    schedule = optim.make_schedule(spec.cfg.lr_schedule, spec.cfg.steps, spec.cfg.learning_rate)
+    return optim.make_optimizer(spec.cfg.opt_name, schedule)
+
+
+def prepare(spec: Spec, gen: Generator) -> dict:
+    """What the steps read of the frozen generator, computed once per search: the synthesis
+    params with their conv weight arithmetic done (:func:`stylegan.prepare_synthesis`) and
+    the Gaussian fit."""
+    return {"synthesis": stylegan.prepare_synthesis(spec.gen, gen.params["synthesis"],
+                                                    spec.cfg.upconv),
+            "mean": gen.gaussian_fit["mean"], "std": gen.gaussian_fit["std"]}
+
+
+def gaussian_wplus(spec: Spec, weights: dict, z: jax.Array) -> jax.Array:
+    """Gaussianized W+ ``[B, rows, D]`` (tiled latents broadcast to all rows)."""
+    z = jnp.broadcast_to(z, (z.shape[0], spec.rows, z.shape[2]))
+    return gaussianize(z, weights["mean"], weights["std"])
+
+
+def noise_list(spec: Spec, trainable: Sequence[jax.Array], frozen: Sequence[jax.Array],
+                batch: int) -> list[jax.Array]:
+    """All L noise maps as ``[B, r, r, 1]`` from the trainable/frozen ``[B, 1, r, r]`` ones."""
+    out = []
+    t, f = dict(zip(spec.plan.trainable, trainable)), dict(zip(spec.plan.frozen, frozen))
+    for i, (r, _, _) in enumerate(spec.gen.noise_shapes):
+        n = t.get(i, f.get(i))
+        # [B, 1, r, r] -> [B, r, r, 1] is a pure reshape because the channel axis is 1.
+        out.append(jnp.zeros((batch, r, r, 1), jnp.float32) if n is None else n.reshape(batch, r, r, 1))
+    return out
+
+
+def forward(spec: Spec, weights: dict, params: dict, frozen: tuple) -> tuple[jax.Array, jax.Array]:
+    """(W+ ``[B, rows, D]``, image in ~[0, 1] ``[B, R, R, 3]``, unclamped)."""
+    z = params["z"]
+    wplus = gaussian_wplus(spec, weights, z)
+    noises = noise_list(spec, params["noise"], frozen, z.shape[0])
+    L = spec.gen.num_layers
+    raw = stylegan.Synthesis(spec.gen, remat=spec.cfg.remat, upconv=spec.cfg.upconv,
+                             prepared=True).apply({"params": weights["synthesis"]},
+                                                  wplus[:, :L], noises)
+    return wplus, (raw + 1.0) / 2.0
+
+
+def make_loss(spec: Spec):
+    return losses_lib.make_loss(spec.cfg.loss_str, spec.cfg.eps,
+                                degrade_lib.make_degradation("bicubic", spec.factor))
+
+
+def loss_and_grad(spec: Spec, gen: Generator, params: dict, frozen: tuple, ref_lr: jax.Array):
+    """Per-sample total loss ``[B]``, terms, and the gradient of their sum w.r.t. params."""
+    return prepared_loss_and_grad(spec, prepare(spec, gen), params, frozen, ref_lr)
+
+
+def prepared_loss_and_grad(spec: Spec, weights: dict, params: dict, frozen: tuple, ref_lr: jax.Array):
+    loss = make_loss(spec)
+
+    def total(p):
+        wplus, img = forward(spec, weights, p, frozen)
+        tot, terms, _ = loss(img, ref_lr, wplus)
+        return jnp.sum(tot), (tot, terms)
+
+    (_, (tot, terms)), grads = jax.value_and_grad(total, has_aux=True)(params)
+    return tot, terms, grads
+
+
+def draw(spec: Spec, key: jax.Array) -> tuple[dict, tuple]:
+    """One restart's initial params and frozen noise (no batch axis yet)."""
+    width = spec.gen.dlatent_size
+    kz, kn = jax.random.split(key)
+    z = jax.random.normal(kz, (spec.latent_rows, width), jnp.float32)
+    nkeys = jax.random.split(kn, spec.gen.num_layers)
+    maps = {i: jax.random.normal(nkeys[i], (1, r, r), jnp.float32)
+            for i, (r, _, _) in enumerate(spec.gen.noise_shapes)
+            if i not in spec.plan.zero}
+    params = {"z": z, "noise": tuple(maps[i] for i in spec.plan.trainable)}
+    return params, tuple(maps[i] for i in spec.plan.frozen)
+
+
+def init_state(spec: Spec, params: dict, frozen: tuple) -> SearchState:
+    B = params["z"].shape[0]
+    opt_state = optimizer(spec).init(params)
+    return SearchState(
+        params=params, opt_state=opt_state,
+        radii=jax.tree_util.tree_map(optim.sphere_radii, params),
+        frozen_noise=frozen,
+        best_total=jnp.full((B,), jnp.inf, jnp.float32),
+        best_l2=jnp.full((B,), jnp.inf, jnp.float32),
+        best_step=jnp.full((B,), -1, jnp.int32),
+        best_params=params, last_params=params,
+        step=jnp.zeros((), jnp.int32))
+
+
+def select_where(mask: jax.Array, new, old):
+    def pick(a, b):
+        m = mask.reshape(mask.shape + (1,) * (a.ndim - 1))
+        return jnp.where(m, a, b)
+    return jax.tree_util.tree_map(pick, new, old)
+
+
+def step(spec: Spec, weights: dict, ref_lr: jax.Array, state: SearchState) -> SearchState:
+    opt = optimizer(spec)
+    tot, terms, grads = prepared_loss_and_grad(spec, weights, state.params, state.frozen_noise, ref_lr)
+    better = tot < state.best_total  # strict, NaN never wins, as in the reference
+    new_params, opt_state = optim.spherical_update(opt, state.params, state.opt_state, grads,
+                                                   state.radii)
+    return state._replace(
+        params=new_params, opt_state=opt_state,
+        best_total=jnp.where(better, tot, state.best_total),
+        best_l2=jnp.where(better, terms["L2"], state.best_l2),
+        best_step=jnp.where(better, state.step, state.best_step),
+        best_params=select_where(better, state.params, state.best_params),
+        last_params=state.params,
+        step=state.step + 1)
+
+
+def run_steps(spec: Spec, weights: dict, ref_lr: jax.Array, state: SearchState,
+               n: jax.Array) -> SearchState:
+    """``n`` steps in one compiled call (the "device" loop)."""
+    with jax.default_matmul_precision(spec.cfg.precision):
+        return jax.lax.fori_loop(0, n, lambda _, s: step(spec, weights, ref_lr, s), state)
+
+
+def one_step(spec: Spec, weights: dict, ref_lr: jax.Array, state: SearchState) -> SearchState:
+    """One step as its own program (the "host" loop calls it ``n`` times)."""
+    with jax.default_matmul_precision(spec.cfg.precision):
+        return step(spec, weights, ref_lr, state)
+
+
+def host_loop(step: Callable) -> Callable:
+    """``run(weights, ref, state, n)`` as a Python loop over the compiled ``step``."""
+    def run(weights, ref_lr, state, n):
+        for _ in range(int(n)):
+            state = step(weights, ref_lr, state)
+        return state
+    return run
+
+
+class Stages(NamedTuple):
+    """The compiled programs of one search. ``prepare(gen)`` gives the weights that
+    ``run(weights, ref, state, n)`` (``n`` steps with the configured loop) and
+    ``finalize(weights, ref, state)`` read; ``step`` is the compiled program ``run`` calls
+    (one step for the host loop, ``n`` steps for the device loop), for benchmarks."""
+
+    draw: Callable
+    init: Callable
+    prepare: Callable
+    run: Callable
+    finalize: Callable
+    step: Any
+
+
+def finalize(spec: Spec, weights: dict, ref_lr: jax.Array, state: SearchState,
+              n_faces: int) -> dict:
+    """Render every restart's best iterate, score it, and pick each face's restart."""
+    restarts = spec.cfg.restarts
+    downscale = degrade_lib.make_degradation("bicubic", spec.factor)
+    with jax.default_matmul_precision(spec.cfg.precision):
+        wplus, img = forward(spec, weights, state.best_params, state.frozen_noise)
+        if spec.cfg.return_image == "last":
+            # The reference: HR of the last evaluated iterate, LR = clamp(D(best image)).
+            _, last_img = forward(spec, weights, state.last_params, state.frozen_noise)
+            hr = jnp.clip(last_img, 0.0, 1.0)
+            lr = jnp.clip(downscale(img), 0.0, 1.0)
+        else:
+            hr = jnp.clip(img, 0.0, 1.0)
+            lr = downscale(hr)
+        l2 = jnp.mean(jnp.square(lr - ref_lr), axis=(1, 2, 3))
+
+    def per_face(x):
+        return x.reshape((n_faces, restarts) + x.shape[1:])
+
+    l2_fr, total_fr = per_face(l2), per_face(state.best_total)
+    total_key = jnp.where(jnp.isnan(total_fr), jnp.inf, total_fr)
+    if spec.cfg.select == "l2":
+        key = l2_fr
+    elif spec.cfg.select == "total":
+        key = total_key
+    else:  # successful restarts first (if a face has any), then by total loss
+        ok = l2_fr <= spec.cfg.eps
+        key = jnp.where(ok | ~jnp.any(ok, axis=1, keepdims=True), total_key, jnp.inf)
+    choice = jnp.argmin(key, axis=1)
+    take = lambda x: jnp.take_along_axis(
+        per_face(x), choice.reshape((n_faces, 1) + (1,) * (x.ndim - 1)), axis=1)[:, 0]
+    noises = noise_list(spec, state.best_params["noise"], state.frozen_noise, l2.shape[0])
+    out = {
+        "hr": take(hr), "lr": take(lr), "l2": take(l2),
+        "success": take(l2) <= spec.cfg.eps, "restart": choice,
+        "restart_l2": l2_fr, "restart_total": total_fr,
+        "restart_best_step": per_face(state.best_step),
+        "latent": take(state.best_params["z"]), "wplus": take(wplus)[:, :spec.gen.num_layers],
+        "noises": [take(n) for n in noises],
+    }
+    if spec.cfg.keep_restart_images:
+        out["restart_hr"] = per_face(hr)
+    return out
+
+
+def batched_specs(tree: Any, batch: int, axis: str) -> Any:
+    """PartitionSpecs: leaves with a leading ``batch`` axis are split, scalars replicated."""
+    P = jax.sharding.PartitionSpec
+    return jax.tree_util.tree_map(
+        lambda x: P(axis) if (x.ndim >= 1 and x.shape[0] == batch) else P(), tree)
+
+
+@functools.lru_cache(maxsize=32)
+def stages(spec: Spec, mesh: Optional[jax.sharding.Mesh], batch: int) -> Stages:
+    """The jitted stages for one spec and device layout.
+
+    With a mesh, each stage runs under ``shard_map`` over its "faces" axis: every device
+    runs the very program a single device runs on its own slice, so results do not depend
+    on the number of devices, only on the per-device batch shape.
+    """
+    draw_b = lambda keys: jax.vmap(functools.partial(draw, spec))(keys)
+    init = functools.partial(init_state, spec)
+    host = spec.cfg.loop == "host"
+    run = functools.partial(one_step if host else run_steps, spec)
+    n_faces = batch // spec.cfg.restarts
+
+    # Placed once where the steps read them: every device holds the weights.
+    P = jax.sharding.PartitionSpec
+    replicated = None if mesh is None else jax.sharding.NamedSharding(mesh, P())
+    prep = jax.jit(functools.partial(prepare, spec), out_shardings=replicated)
+
+    def assemble(draw_b, init, run, fin):
+        return Stages(draw_b, init, prep, host_loop(run) if host else run, fin, run)
+
+    if mesh is None:
+        fin = lambda weights, ref, state: finalize(spec, weights, ref, state, n_faces)
+        return assemble(jax.jit(draw_b), jax.jit(init), jax.jit(run, donate_argnums=2),
+                        jax.jit(fin))
+    ndev = mesh.devices.size
+    local = batch // ndev
+    fin = lambda weights, ref, state: finalize(spec, weights, ref, state, n_faces // ndev)
+    key_shape = jax.eval_shape(lambda: restart_keys(0, [0], 1))
+    params_shape = jax.eval_shape(draw_b, jax.ShapeDtypeStruct((local,) + key_shape.shape[1:],
+                                                              key_shape.dtype))
+    state_shape = jax.eval_shape(init, *params_shape)
+    sspec = batched_specs(state_shape, local, "faces")
+
+    def smap(f, in_specs, out_specs):
+        return jax.shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
+
+    run_specs = (P(), P("faces"), sspec) if host else (P(), P("faces"), sspec, P())
+    return assemble(
+        jax.jit(smap(draw_b, P("faces"), P("faces"))),
+        jax.jit(smap(init, (P("faces"), P("faces")), sspec)),
+        jax.jit(smap(run, run_specs, sspec), donate_argnums=2),
+        jax.jit(smap(fin, (P(), P("faces"), sspec), P("faces"))),
+    )
+
+
+def restart_keys(seed: int, face_ids: Sequence[int], restarts: int) -> jax.Array:
+    """``[N * restarts]`` keys: ``fold_in(fold_in(PRNGKey(seed), face_id), restart)``."""
+    base = jax.random.PRNGKey(seed)
+    return jnp.stack([jax.random.fold_in(jax.random.fold_in(base, int(f)), r)
+                      for f in face_ids for r in range(restarts)])
