@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import jax
 import numpy as np
 
-__all__ = ["local_devices", "make_mesh"]
+__all__ = ["faces_mesh", "local_devices", "make_mesh"]
 
 
 def local_devices(devices: Any = None) -> list:
@@ -31,3 +31,15 @@ def make_mesh(devices: Any = None, axis: str = "faces") -> jax.sharding.Mesh:
     if isinstance(devices, jax.sharding.Mesh):
         return devices
     return jax.sharding.Mesh(np.array(local_devices(devices)), (axis,))
+
+
+def faces_mesh(devices: Any = None) -> Optional[jax.sharding.Mesh]:
+    """A 1-D mesh (axis ``"faces"``) over local devices, or None for a single device.
+
+    ``devices``: None or 0 = all local devices; an int n = the first n local devices; a
+    sequence of devices; or a ``Mesh`` (returned as is, if it has more than one device).
+    """
+    if isinstance(devices, jax.sharding.Mesh):
+        return devices if devices.size > 1 else None
+    devs = local_devices(devices)
+    return make_mesh(devs, axis="faces") if len(devs) > 1 else None
