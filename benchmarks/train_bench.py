@@ -17,7 +17,7 @@ from absl import app, flags
 import jax
 import numpy as np
 
-from pulse_jax.train import trainer
+from pulse_jax import train as trainer
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("train_config", "experiments/configs/train_utkface64.py", "training config file")

@@ -1,12 +1,15 @@
 """The trainer: D architecture, losses, data, the train step, exact resume, learning on a toy
 set, data parallelism, the export and the entry point. Everything at 8 x 8 with tiny widths;
-the in-process tests share one TrainConfig, so the train step compiles once per mesh."""
+the in-process tests share one TrainConfig, so the train step compiles once per mesh (the
+retrace check builds programs of its own)."""
 
+import dataclasses
 import json
 import math
 import pathlib
 import zipfile
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,10 +21,13 @@ import pulse_jax
 from pulse_jax import stylegan
 from pulse_jax.search import SearchConfig, upsample
 from pulse_jax.stylegan import GeneratorConfig
+import pulse_jax.train as T
+from pulse_jax.train import checkpoints as ckpt
 from pulse_jax.train import data as data_lib
 from pulse_jax.train import discriminator as dlib
 from pulse_jax.train import losses
-from pulse_jax.train import trainer as T
+from pulse_jax.train import state as state_lib
+from pulse_jax.train import step as step_lib
 
 G8 = GeneratorConfig(resolution=8, fmap_base=32, fmap_max=16, dlatent_size=16, mapping_layers=2)
 # Lazy R1 (every 2nd step) so that the lax.cond path is exercised too.
@@ -216,7 +222,7 @@ def test_batch_stream_order_resume_and_flips():
 def test_style_mixing_changes_only_layers_past_the_crossover():
     L = G8.num_layers                                       # 4: two per block (4x4, 8x8)
     w1, w2 = jnp.ones((2, 16)), jnp.full((2, 16), 2.0)
-    wp = np.asarray(T.mix_wplus(w1, w2, jnp.array([1, L]), L))
+    wp = np.asarray(step_lib.mix_wplus(w1, w2, jnp.array([1, L]), L))
     np.testing.assert_array_equal(wp[0, :1], 1.0)
     np.testing.assert_array_equal(wp[0, 1:], 2.0)
     np.testing.assert_array_equal(wp[1], 1.0)
@@ -229,7 +235,7 @@ def test_style_mixing_changes_only_layers_past_the_crossover():
     @jax.jit
     def mixed_blocks(z1, z2, cut):
         w = stylegan.Mapping(G8).apply({"params": params["mapping"]}, jnp.concatenate([z1, z2]))
-        wplus = T.mix_wplus(w[:3], w[3:], cut, L)
+        wplus = step_lib.mix_wplus(w[:3], w[3:], cut, L)
         img, inter = stylegan.Synthesis(G8).apply({"params": params["synthesis"]}, wplus,
                                                   noises, mutable=["intermediates"])
         return img, [inter["intermediates"][f"block_{r}x{r}"][0] for r in (4, 8)]
@@ -241,31 +247,31 @@ def test_style_mixing_changes_only_layers_past_the_crossover():
     assert not np.allclose(b8[1], r8[1]) and not np.allclose(img[1], ref_img[1])
     assert not np.allclose(b4[2], r4[2])                      # crossover inside 4x4
     # the trainer's generator mixes exactly so
-    out = jax.jit(T.run_generator, static_argnums=0)(CFG, params, z1, z2, cut, noises)
+    out = jax.jit(step_lib.run_generator, static_argnums=0)(CFG, params, z1, z2, cut, noises)
     np.testing.assert_allclose(out, img, rtol=1e-6, atol=1e-6)
 
-    _, _, cutoff, _ = T.draw_latents(CFG, jax.random.PRNGKey(3), 4000)   # prob 0.9
+    _, _, cutoff, _ = step_lib.draw_latents(CFG, jax.random.PRNGKey(3), 4000)   # prob 0.9
     cutoff = np.asarray(cutoff)
     assert 0.87 < np.mean(cutoff < L) < 0.93
     assert set(cutoff[cutoff < L]) == set(range(1, L))
-    _, _, never, _ = T.draw_latents(T.TrainConfig(generator=G8, batch_size=2,
+    _, _, never, _ = step_lib.draw_latents(T.TrainConfig(generator=G8, batch_size=2,
                                                   style_mixing_prob=0.0), jax.random.PRNGKey(3), 100)
     assert np.all(np.asarray(never) == L)
 
 
 def test_ema_math():
     cfg = T.TrainConfig(generator=G8, batch_size=8, ema_half_life_images=1000.0)
-    np.testing.assert_allclose(T.ema_beta(cfg, 0), 0.5 ** (8 / 1000), rtol=1e-6)
+    np.testing.assert_allclose(step_lib.ema_beta(cfg, 0), 0.5 ** (8 / 1000), rtol=1e-6)
     ramp = T.TrainConfig(generator=G8, batch_size=8, ema_half_life_images=1000.0, ema_rampup=0.05)
-    assert float(T.ema_beta(ramp, 0)) == 0.0                # first update copies the params
-    np.testing.assert_allclose(T.ema_beta(ramp, 10), 0.5 ** (8 / (10 * 8 * 0.05)), rtol=1e-6)
-    np.testing.assert_allclose(T.ema_beta(ramp, 10_000), 0.5 ** (8 / 1000), rtol=1e-6)
+    assert float(step_lib.ema_beta(ramp, 0)) == 0.0                # first update copies the params
+    np.testing.assert_allclose(step_lib.ema_beta(ramp, 10), 0.5 ** (8 / (10 * 8 * 0.05)), rtol=1e-6)
+    np.testing.assert_allclose(step_lib.ema_beta(ramp, 10_000), 0.5 ** (8 / 1000), rtol=1e-6)
     off = T.TrainConfig(generator=G8, batch_size=8, ema_half_life_images=0.0)
-    assert float(T.ema_beta(off, 5)) == 0.0
+    assert float(step_lib.ema_beta(off, 5)) == 0.0
     # after k updates with a constant target, ema = p + (e0 - p) beta^k
     e, p, beta = {"a": jnp.float32(1.0)}, {"a": jnp.float32(3.0)}, jnp.float32(0.9)
     for _ in range(5):
-        e = T.ema_update(e, p, beta)
+        e = step_lib.ema_update(e, p, beta)
     np.testing.assert_allclose(e["a"], 3.0 + (1.0 - 3.0) * 0.9 ** 5, rtol=1e-6)
 
 
@@ -274,11 +280,16 @@ def test_ema_math():
 
 
 @pytest.mark.slow
-def test_step_runs_losses_finite_no_retrace(mesh1):
-    step = T.make_train_step(CFG, mesh1)
+def test_step_runs_losses_finite_no_retrace(mesh1, monkeypatch):
+    # A config of its own, so that make_train_step builds fresh programs around a train_step
+    # that may be traced three times (R1 chosen in the graph; with and without R1 chosen on
+    # the host): a fourth trace is a retrace and raises.
+    cfg = dataclasses.replace(CFG, seed=1)
+    chex.clear_trace_counter()
+    monkeypatch.setattr(step_lib, "train_step", chex.assert_max_traces(step_lib.train_step, n=3))
+    step = T.make_train_step(cfg, mesh1)
     data = toy_images(16)
-    state = T.replicate(T.init_state(CFG), mesh1)
-    before = T.TRACE_COUNTS["train_step"]
+    state = T.replicate(T.init_state(cfg), mesh1)
     seen = []
     for i in range(3):
         state, m = step(state, T.shard_batch(data[8 * (i % 2): 8 * (i % 2) + 8], mesh1))
@@ -287,13 +298,12 @@ def test_step_runs_losses_finite_no_retrace(mesh1):
         assert set(m) == {"d_loss", "g_loss", "r1_penalty", "real_logit", "fake_logit",
                           "d_accuracy"}
         assert all(np.isfinite(v) for v in m.values()), m
-    assert T.TRACE_COUNTS["train_step"] - before <= 1       # compiled at most once, no retrace
     assert int(state.step) == 3
     assert seen[0]["r1_penalty"] > 0 and seen[1]["r1_penalty"] == 0 and seen[2]["r1_penalty"] > 0
     # the D at init knows nothing: its first loss is near 2 log 2
     assert abs(seen[0]["d_loss"] - 2 * math.log(2)) < 0.7
     # Host-side dispatch (what train() uses): the same R1 pattern, from separate programs.
-    state = T.replicate(T.init_state(CFG), mesh1)
+    state = T.replicate(T.init_state(cfg), mesh1)
     pens = []
     for i in range(3):
         state, m = step(state, T.shard_batch(data[8 * (i % 2): 8 * (i % 2) + 8], mesh1), i)
@@ -312,7 +322,7 @@ def test_ema_inside_the_step(mesh1):
                     g_ema=jax.tree_util.tree_map(lambda x: 0.5 * x + 0.1, s0.g_params))
     old_ema = jax.device_get(s0.g_ema)
     s1, _ = step(T.replicate(s0, mesh1), T.shard_batch(toy_images(8), mesh1))
-    beta = float(T.ema_beta(CFG, 1000))
+    beta = float(step_lib.ema_beta(CFG, 1000))
     assert 0.9 < beta < 0.999
     want = jax.tree_util.tree_map(lambda e, p: p + (e - p) * np.float32(beta), old_ema,
                                   jax.device_get(s1.g_params))
@@ -336,8 +346,8 @@ def test_resume_is_bit_identical(tmp_path, mesh1):
     assert sb2.position == sa.position == 40
     assert int(a.step) == int(b.step) == 5
     assert _bitwise_equal(a, b)
-    assert [s for s, _ in T.list_checkpoints(tmp_path / "b")] == [4, 5]   # keep 2
-    loaded, meta = T.load_checkpoint(T.latest_checkpoint(tmp_path / "b"), T.state_shapes(CFG))
+    assert [s for s, _ in ckpt.list_checkpoints(tmp_path / "b")] == [4, 5]   # keep 2
+    loaded, meta = T.load_checkpoint(T.latest_checkpoint(tmp_path / "b"), state_lib.state_shapes(CFG))
     assert meta["step"] == 5 and meta["data_position"] == 40
     assert _bitwise_equal(loaded, a)
     assert T.TrainConfig.from_dict(meta["train_config"]) == CFG
@@ -351,7 +361,7 @@ def test_time_budget_stops_with_a_checkpoint_and_resumes(tmp_path, mesh1):
     s1 = T.train(CFG, data_lib.BatchStream(data, 8), tmp_path, steps=6, max_seconds=1e-9,
                  on_step=lambda step, metrics, last: calls.append((step, last)), **kw)
     assert int(s1.step) == 1 and calls == [(1, True)]
-    assert [s for s, _ in T.list_checkpoints(tmp_path)] == [1]
+    assert [s for s, _ in ckpt.list_checkpoints(tmp_path)] == [1]
     assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == [
         "000000000.png", "000000001.png"]
     s2 = T.train(CFG, data_lib.BatchStream(data, 8), tmp_path, steps=6, max_seconds=1e-9, **kw)
@@ -361,30 +371,41 @@ def test_time_budget_stops_with_a_checkpoint_and_resumes(tmp_path, mesh1):
     s3 = T.train(CFG, data_lib.BatchStream(data, 8), tmp_path, steps=6, max_seconds=3600,
                  on_step=lambda step, metrics, last: calls.append((step, last)), **kw)
     assert int(s3.step) == 6 and calls == [(3, False), (4, False), (5, False), (6, True)]
-    assert [s for s, _ in T.list_checkpoints(tmp_path)] == [1, 2, 3, 6]
+    assert [s for s, _ in ckpt.list_checkpoints(tmp_path)] == [1, 2, 3, 6]
 
 
 def test_checkpoint_files_atomic_and_checked(tmp_path):
     state = T.init_state(CFG)
-    root = T.checkpoint_root(tmp_path)
+    root = ckpt.checkpoint_root(tmp_path)
     root.mkdir(parents=True)
-    (root / ".tmp_ckpt_000000007_crash").mkdir()            # a crashed save
-    (root / "ckpt_000000009").mkdir()                       # incomplete: no meta.json
+    crashed = root / "ckpt_000000007.orbax-checkpoint-tmp-1234"   # a save killed midway
+    (crashed / "state").mkdir(parents=True)
+    (root / "ckpt_000000009").mkdir()                       # incomplete: no commit record
     for k in (1, 2, 3):
         T.save_checkpoint(tmp_path, state.replace(step=jnp.int32(k)), CFG, data_position=8 * k,
                           keep=2)
-    assert [s for s, _ in T.list_checkpoints(tmp_path)] == [2, 3]
-    assert not list(root.glob(".tmp_*"))
+    assert [s for s, _ in ckpt.list_checkpoints(tmp_path)] == [2, 3]
+    assert not crashed.exists()
+    with pytest.raises(ValueError, match="not JSON"):
+        T.save_checkpoint(tmp_path, state.replace(step=jnp.int32(4)), CFG,
+                          extra={"unwritable": object()}, keep=2)
+    assert [s for s, _ in ckpt.list_checkpoints(tmp_path)] == [2, 3]
+    assert sorted(p.name for p in root.iterdir()) == [
+        "ckpt_000000002", "ckpt_000000003", "ckpt_000000009"]   # nothing half-written
+    assert T.latest_checkpoint(tmp_path).name == "ckpt_000000003"
     T.save_checkpoint(tmp_path, state.replace(step=jnp.int32(3)), CFG, data_position=99)
-    _, meta = T.load_checkpoint(root / "ckpt_000000003", T.state_shapes(CFG))
+    _, meta = T.load_checkpoint(root / "ckpt_000000003", state_lib.state_shapes(CFG))
     assert meta["data_position"] == 99                      # overwritten in place
+    assert [s for s, _ in ckpt.list_checkpoints(tmp_path)] == [2, 3]
     other = T.TrainConfig(generator=GeneratorConfig(resolution=8, fmap_base=32, fmap_max=16,
                                                     dlatent_size=8, mapping_layers=2),
                           batch_size=8)
     with pytest.raises(ValueError, match="differs|needs"):
-        T.load_checkpoint(root / "ckpt_000000003", T.state_shapes(other))
+        T.load_checkpoint(root / "ckpt_000000003", state_lib.state_shapes(other))
     with pytest.raises(ValueError, match="another architecture|needs"):
         T.restore_or_init(other, tmp_path, T.batch_mesh(1))
+    with pytest.raises(ValueError, match="not a complete checkpoint"):
+        T.load_checkpoint(root / "ckpt_000000009", state_lib.state_shapes(CFG))
 
 
 def test_learns_on_a_toy_dataset(mesh1):
@@ -438,13 +459,13 @@ def test_data_parallel_matches_one_device(mesh1):
 def test_mixed_precision_forward():
     bf = T.TrainConfig(generator=G8, batch_size=2, compute_dtype="bfloat16")
     st = T.init_state(CFG)
-    z1, z2, cut, noises = T.draw_latents(bf, jax.random.PRNGKey(0), 2)
-    run_g = jax.jit(T.run_generator, static_argnums=0)
+    z1, z2, cut, noises = step_lib.draw_latents(bf, jax.random.PRNGKey(0), 2)
+    run_g = jax.jit(step_lib.run_generator, static_argnums=0)
     x = run_g(bf, st.g_params, z1, z2, cut, noises)
     x32 = run_g(CFG, st.g_params, z1, z2, cut, noises)
     assert x.dtype == jnp.float32 and np.all(np.isfinite(x))
     assert 0 < np.abs(np.asarray(x) - np.asarray(x32)).max() < 0.2
-    logits = jax.jit(T.run_discriminator, static_argnums=0)(bf, st.d_params, x)
+    logits = jax.jit(step_lib.run_discriminator, static_argnums=0)(bf, st.d_params, x)
     assert logits.dtype == jnp.float32 and np.all(np.isfinite(logits))
     with pytest.raises(ValueError, match="compute_dtype"):
         T.TrainConfig(generator=G8, compute_dtype="float16")
@@ -497,7 +518,7 @@ def test_entry_point_runs_and_resumes(tmp_path):
     assert "img/s" in err and "resumed" not in err
     err = run(w, 4)
     assert "resumed from" in err and "ckpt_000000002" in err
-    assert [s for s, _ in T.list_checkpoints(w)] == [2, 4]
+    assert [s for s, _ in ckpt.list_checkpoints(w)] == [2, 4]
     assert sorted(p.name for p in (w / "samples").iterdir()) == [
         "000000000.png", "000000002.png", "000000004.png"]
     assert Image.open(w / "samples" / "000000004.png").size == (32, 32)   # 4 x 4 grid of 8x8
@@ -507,8 +528,7 @@ def test_entry_point_runs_and_resumes(tmp_path):
     # an uninterrupted 4-step run in another process gives the same bits (logged, not a bar)
     err = run(tmp_path / "straight", 4, "--config.progress=False", "--config.log_every=2")
     assert "step 4  32 img" in err and "img/s" in err and "%|" not in err
-    ra, rb = [np.load(d / "checkpoints" / "ckpt_000000004" / "state.npz")
-              for d in (w, tmp_path / "straight")]
-    assert ra.files == rb.files
-    for k in ra.files:
-        assert ra[k].tobytes() == rb[k].tobytes(), k
+    paths = [d / "checkpoints" / "ckpt_000000004" for d in (w, tmp_path / "straight")]
+    tiny = T.TrainConfig.from_dict(ckpt.read_meta(paths[0])["train_config"])
+    ra, rb = [T.load_checkpoint(p, state_lib.state_shapes(tiny))[0] for p in paths]
+    assert _bitwise_equal(ra, rb)
