@@ -9,20 +9,22 @@ Usage (from the repository root)::
 
 The run resumes automatically from the newest checkpoint in ``--workdir`` (bit-identically,
 with the same config, data and devices); raise ``--config.steps`` to train further. It
-writes ``{workdir}/checkpoints/ckpt_*/``, sample grids ``{workdir}/samples/*.png`` (the EMA
-generator on fixed latents), ``{workdir}/config.json`` and, when done, the exported
-generator ``{workdir}/generator`` (or ``--config.export.path``), which ``pulse-jax upsample
---checkpoint=...`` reads like a converted one. The progress bar shows images/s and the
-latest losses (``d``: D's logistic loss, ``g``: G's, ``r1``: the mean squared gradient norm,
-``acc``: D's accuracy on the batch). ``--config.max_seconds=S`` stops after S seconds of
-wall clock (checkpointing and exporting what it has), for sessions of bounded length;
-``--config.progress=False`` logs a line with images/s every ``log_every`` steps instead of
-the bar.
+writes ``{workdir}/checkpoints/ckpt_*/`` (orbax folders with no file over
+``--config.checkpoint_max_file_mib`` MiB, so a run can move between machines in pieces),
+sample grids ``{workdir}/samples/*.png`` (the EMA generator on fixed latents),
+``{workdir}/config.json`` and, when done, the exported generator ``{workdir}/generator`` (or
+``--config.export.path``), which ``pulse-jax upsample --checkpoint=...`` reads like a
+converted one. The progress bar shows images/s and the latest losses (``d``: D's logistic
+loss, ``g``: G's, ``r1``: the mean squared gradient norm, ``acc``: D's accuracy on the
+batch). ``--config.max_seconds=S`` stops after S seconds of wall clock (checkpointing and
+exporting what it has), for sessions of bounded length; ``--config.progress=False`` logs a
+line with images/s every ``log_every`` steps instead of the bar.
 """
 
 from __future__ import annotations
 
 import json
+import logging as std_logging
 import pathlib
 import time
 
@@ -36,6 +38,14 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, samples and the ex
 flags.mark_flags_as_required(["config", "workdir"])
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+class QuietOrbax(std_logging.Filter):
+    """Drops orbax's records below ERROR: a report of every save at INFO, and at WARNING a
+    note that every save without OCDBT gets (nothing to merge)."""
+
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        return record.levelno >= std_logging.ERROR or "orbax" not in record.pathname
 
 
 def data_path(path: str) -> pathlib.Path:
@@ -55,8 +65,8 @@ def run(cfg, workdir: pathlib.Path) -> None:
     import jax
     from tqdm import tqdm
 
-    from pulse_jax.train import (BatchStream, TrainConfig, batch_mesh, export_generator,
-                                 load_images, train)
+    from pulse_jax.train import (MAX_FILE_BYTES, BatchStream, TrainConfig, batch_mesh,
+                                 export_generator, load_images, train)
     from pulse_jax.weights.checkpoint import CheckpointError, read_manifest
 
     tcfg = TrainConfig.from_run_config(cfg)
@@ -111,6 +121,8 @@ def run(cfg, workdir: pathlib.Path) -> None:
                   sample_every=int(cfg.sample_every), sample_count=int(cfg.sample_count),
                   mesh=mesh, on_step=on_step, on_start=on_start,
                   checkpoint_extra={"config": json.loads(json.dumps(cfg.to_dict(), default=str))},
+                  checkpoint_max_file_bytes=int(float(cfg.get("checkpoint_max_file_mib", 0))
+                                                * 2 ** 20) or MAX_FILE_BYTES,  # 0: the default
                   max_seconds=float(cfg.get("max_seconds", 0)) or None)
     for bar in bars:
         bar.close()
@@ -140,6 +152,7 @@ def run(cfg, workdir: pathlib.Path) -> None:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    std_logging.getLogger("absl").addFilter(QuietOrbax())
     run(_CONFIG.value, pathlib.Path(_WORKDIR.value).expanduser())
 
 

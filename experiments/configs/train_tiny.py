@@ -43,6 +43,7 @@ def get_config():
     c.devices = 1
     c.checkpoint_every = 2
     c.keep_checkpoints = 2
+    c.checkpoint_max_file_mib = 16   # no checkpoint file larger (a run moves in pieces)
     c.sample_every = 2
     c.sample_count = 16
     c.log_every = 1

@@ -81,6 +81,7 @@ def get_config():
     c.devices = 0              # 0 = all local devices (data-parallel)
     c.checkpoint_every = 2000
     c.keep_checkpoints = 3
+    c.checkpoint_max_file_mib = 16   # no checkpoint file larger (a run moves in pieces)
     c.sample_every = 2000
     c.sample_count = 64
     c.log_every = 20           # steps between loss updates of the progress bar
