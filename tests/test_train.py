@@ -406,6 +406,11 @@ def test_checkpoint_files_atomic_and_checked(tmp_path):
         T.restore_or_init(other, tmp_path, T.batch_mesh(1))
     with pytest.raises(ValueError, match="not a complete checkpoint"):
         T.load_checkpoint(root / "ckpt_000000009", state_lib.state_shapes(CFG))
+    old = tmp_path / "old" / "checkpoints" / "ckpt_000000005"   # the former npz format
+    old.mkdir(parents=True)
+    (old / "state.npz").write_bytes(b"")
+    with pytest.raises(ValueError, match="format-1"):
+        T.restore_or_init(CFG, tmp_path / "old", T.batch_mesh(1))
 
 
 def test_learns_on_a_toy_dataset(mesh1):

@@ -209,6 +209,11 @@ def restore_or_init(config: TrainConfig, workdir: os.PathLike,
     mesh = batch_mesh() if mesh is None else mesh
     path = latest_checkpoint(workdir)
     if path is None:
+        old = sorted(checkpoint_root(workdir).glob("ckpt_*/state.npz"))
+        if old:  # starting afresh would later replace them, step by step
+            raise ValueError(f"{old[-1].parent} is a format-1 checkpoint (state.npz), which "
+                             "this pulse-jax no longer reads; resume it with the version "
+                             "that wrote it, or train in another workdir")
         return replicate(init_state(config), mesh), 0, None
     saved = TrainConfig.from_dict(read_meta(path)["train_config"])
     if (saved.generator, saved.discriminator) != (config.generator, config.discriminator):
