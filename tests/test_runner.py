@@ -1,4 +1,4 @@
-"""The command line: ``python -m experiments.cli`` (the ``pulse-jax`` script) and
+"""The command line: ``python -m pulse_jax.cli`` (the ``pulse-jax`` script) and
 ``python -m experiments.run``, run as child processes like a user would."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def env(tmp_path_factory):
 
 
 def _cli(args, env, **kw):
-    return fakes.run_python(["-m", "experiments.cli", *args], env, **kw)
+    return fakes.run_python(["-m", "pulse_jax.cli", *args], env, **kw)
 
 
 def _no_traceback(p: subprocess.CompletedProcess) -> None:

@@ -1,104 +1,12 @@
-r"""The reference's settings: every flag of PULSE's ``run.py`` with its default
-(docs/reference.md, "run.py flags and defaults").
+"""The reference's settings (every flag of PULSE's ``run.py`` with its default) and ours:
+the config of ``pulse-jax upsample``, documented in ``pulse_jax/run_config.py``.
 
-Run (the README's main job: 32x32 faces in ``input/`` -> 1024x1024 faces in ``runs/``)::
+Run::
 
-  pulse-jax upsample --input_dir=input --output_dir=runs
-  # the same, through the absl runner:
   python -m experiments.run --config=experiments/configs/default.py \
       --config.input_dir=input --config.output_dir=runs
-
-Override any field with ``--config.FIELD=VALUE`` (``--config.search.steps=200``,
-``--config.search.restarts=4``) and print the resolved config with ``--print_config``.
-
-The reference's flags and where they live here (same defaults):
-
-=========================== ===================================================================
-run.py flag                 here
-=========================== ===================================================================
--input_dir input            ``input_dir`` "input": a folder (``*.png``, ``*.jpg``, ``*.jpeg``,
-                            sorted by name), a glob, or a list file (``@faces.txt``)
--output_dir runs            ``output_dir`` "runs"
--cache_dir cache            ``cache_dir`` "": where converted checkpoints are looked up:
-                            ``$PULSE_JAX_HOME`` or ``~/.cache/pulse_jax`` when empty. The
-                            reference's cache held the downloaded torch files; ours holds the
-                            converted checkpoint ``{cache_dir}/checkpoints/ffhq1024``.
--duplicates 1               ``duplicates`` 1: independent results per input, written
-                            ``{stem}_{k}.png`` (k = 1..d) as in the reference, each with its own
-                            face id and therefore its own random start. (The reference's
-                            duplicates all started from the same point when seeded, a bug,
-                            docs/reference.md, "Seeding and random draws".) Not to be
-                            confused with ``search.restarts``: restarts run in parallel for
-                            one output and the best one is kept.
--batch_size 1               ``batch_size`` 1: faces per device per search call. It sets the
-                            per-device batch shape, which results depend on bitwise; the
-                            device count never changes it. (Success is judged per face, unlike
-                            the reference's batch-summed test, docs/reference.md, "End of a
-                            run and success".)
--seed None                  ``seed`` 0: always an integer; every face's start comes from
-                            (seed, face id, restart). The reference's None/0 meant "unseeded";
-                            for a different draw pick another integer.
--loss_str 100*L2+0.05*GEOCROSS  ``search.loss_str``
--eps 2e-3                   ``search.eps``
--noise_type trainable       ``search.noise_type``
--num_trainable_noise_layers 5   ``search.num_trainable_noise_layers``
--tile_latent False          ``search.tile_latent``
--bad_noise_layers 17        ``search.bad_noise_layers`` "last" (= "17" at 1024; "last" also
-                            means the last layer of a smaller generator). '.'-separated.
--opt_name adam              ``search.opt_name``
--learning_rate 0.4          ``search.learning_rate``
--steps 100                  ``search.steps``
--lr_schedule linear1cycledrop  ``search.lr_schedule``
--save_intermediate False    ``save_intermediate``: frames after every ``search.chunk_steps``
-                            steps under ``{name}/HR`` and ``{name}/LR`` (set chunk_steps=1 for
-                            the reference's every-step frames)
-=========================== ===================================================================
-
-Ours: ``checkpoint`` (a folder written by ``pulse_jax.save_generator``/``pulse-jax convert``;
-"" = the cache), ``search.restarts`` and the other ``SearchConfig`` fields, the output
-options (``save_lr``, ``save_contact_sheet``, ``write_failures``), the device layout
-(``devices``: 0 = all local devices), multi-host settings (``distributed`` and friends, or
-``PULSE_JAX_DISTRIBUTED=1`` in the environment), and ``progress``.
 """
 
-import dataclasses
+from pulse_jax.run_config import get_config
 
-import ml_collections
-
-from pulse_jax.search import SearchConfig
-
-
-def get_config() -> ml_collections.ConfigDict:
-    config = ml_collections.ConfigDict()
-
-    # Inputs and outputs.
-    config.input_dir = "input"
-    config.output_dir = "runs"
-    config.checkpoint = ""        # "" = {cache_dir}/checkpoints/ffhq1024
-    config.cache_dir = ""         # "" = $PULSE_JAX_HOME or ~/.cache/pulse_jax
-    config.duplicates = 1
-    config.batch_size = 1         # faces per device per search call
-    config.seed = 0
-
-    # The search: every pulse_jax.SearchConfig field, with its default (the reference's
-    # run.py defaults for its flags, the table above). num_latent_rows: 0 = the generator's
-    # layer count (SearchConfig's None, which an override could not set back).
-    config.search = ml_collections.ConfigDict(dataclasses.asdict(SearchConfig()))
-    config.search.num_latent_rows = 0
-
-    # Outputs.
-    config.save_intermediate = False
-    config.save_lr = False
-    config.save_contact_sheet = False
-    config.write_failures = True  # False = the reference: no image for a face that missed eps
-
-    # Devices and processes.
-    config.devices = 0            # local devices to shard faces over; 0 = all
-    config.distributed = False    # call jax.distributed.initialize (or PULSE_JAX_DISTRIBUTED=1)
-    config.coordinator_address = ""   # "" = auto-detect (TPU pods, SLURM, ...)
-    config.num_processes = 0          # 0 = auto-detect
-    config.process_id = -1            # -1 = auto-detect
-    config.merge_timeout_s = 7 * 24 * 3600.0
-
-    config.progress = True
-    return config
+__all__ = ["get_config"]

@@ -12,11 +12,11 @@ Fewer steps miss eps more often (more steps lower the final l2; docs/reference.m
 and success"); look at the contact sheets to see how much the restarts differ.
 """
 
-from experiments.configs import default
+from pulse_jax import run_config
 
 
 def get_config():
-    config = default.get_config()
+    config = run_config.get_config()
     config.output_dir = "runs_fast"
     config.search.steps = 50
     config.search.restarts = 4

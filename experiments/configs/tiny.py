@@ -7,11 +7,11 @@ Run::
       --checkpoint=/tmp/tiny_ckpt --input_dir=/tmp/faces --output_dir=/tmp/out
 """
 
-from experiments.configs import default
+from pulse_jax import run_config
 
 
 def get_config():
-    config = default.get_config()
+    config = run_config.get_config()
     config.output_dir = "runs_tiny"
     config.search.steps = 4
     config.search.chunk_steps = 2

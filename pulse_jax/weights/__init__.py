@@ -14,7 +14,6 @@ are read by restricted unpicklers that only rebuild arrays. Save the result once
 from __future__ import annotations
 
 import os
-import pathlib
 from typing import Any, Mapping, Optional
 
 import jax.numpy as jnp
@@ -23,14 +22,17 @@ import numpy as np
 from pulse_jax.generator import Generator
 from pulse_jax.weights.checkpoint import CheckpointError, load_generator, read_manifest, save_generator
 from pulse_jax.weights.gaussian_fit import compute_gaussian_fit
+from pulse_jax.weights.locate import (DEFAULT_CHECKPOINT_ENV, cache_home, default_checkpoint_path,
+                                      ffhq_checkpoint, how_to_get_weights, resolve_checkpoint)
 from pulse_jax.weights.pulse_state_dict import (StateDictError, infer_config, mapping_params,
                                                 state_dict_shapes, synthesis_params)
 
 __all__ = [
-    "CheckpointError", "StateDictError", "compute_gaussian_fit", "default_checkpoint_path",
-    "default_generator", "from_pulse_state_dicts",
-    "import_nvidia", "import_pulse", "infer_config", "load_generator", "read_manifest",
-    "save_generator", "state_dict_shapes", "source_record",
+    "CheckpointError", "StateDictError", "cache_home", "compute_gaussian_fit",
+    "default_checkpoint_path", "default_generator", "ffhq_checkpoint", "from_pulse_state_dicts",
+    "how_to_get_weights", "import_nvidia", "import_pulse", "infer_config", "load_generator",
+    "read_manifest", "resolve_checkpoint", "save_generator", "state_dict_shapes",
+    "source_record",
 ]
 
 
@@ -112,18 +114,6 @@ def import_nvidia(pkl_path: os.PathLike, network: str = "Gs") -> Generator:
     nv = nvidia_pickle.load_nvidia_pickle(pkl_path, network=network)
     syn, mapping = nvidia_pickle.nvidia_to_pulse_state_dicts(nv)
     return from_pulse_state_dicts(syn, mapping)
-
-
-DEFAULT_CHECKPOINT_ENV = "PULSE_JAX_DEFAULT_CHECKPOINT"
-
-
-def default_checkpoint_path() -> pathlib.Path:
-    """Where the shipped default model lives: ``$PULSE_JAX_DEFAULT_CHECKPOINT`` if set, else
-    ``checkpoints/utkface64`` of this source checkout (the README installs it editable)."""
-    env = os.environ.get(DEFAULT_CHECKPOINT_ENV)
-    if env:
-        return pathlib.Path(env).expanduser()
-    return pathlib.Path(__file__).resolve().parents[2] / "checkpoints" / "utkface64"
 
 
 def default_generator() -> Generator:

@@ -1,0 +1,335 @@
+r"""The ``pulse-jax`` command: ``upsample``, ``convert``, ``info`` and ``merge``.
+
+::
+
+  pulse-jax upsample --input_dir=input --output_dir=runs [--checkpoint=DIR]
+                     [--config=experiments/configs/fast.py] [--config.search.steps=200 ...]
+                     [--seed=N] [--print_config]
+  pulse-jax convert (--synthesis=synthesis.pt [--mapping=mapping.pt] | --nvidia=FILE.pkl)
+                    [--gaussian_fit=gaussian_fit.pt] [--output=DIR]
+  pulse-jax info [DIR] [--arrays]
+  pulse-jax merge OUTPUT_DIR
+
+``upsample`` runs :func:`pulse_jax.batch.run_batch` with the config of
+:mod:`pulse_jax.run_config` (``--config.FIELD=VALUE`` overrides a field; ``--input_dir``,
+``--output_dir``, ``--checkpoint`` and ``--seed`` are shorthands that win over them). The
+weights are ``--checkpoint`` (:func:`pulse_jax.weights.resolve_checkpoint`: a folder,
+``ffhq1024`` in the cache, ``default`` for the shipped model, or empty for the first of the
+two that exists). ``--config.distributed=True`` (or ``PULSE_JAX_DISTRIBUTED=1``) starts
+``jax.distributed`` first (:mod:`pulse_jax.multihost`): every process runs the same command
+and process 0 merges the manifests and reports on all faces.
+
+``convert`` imports PULSE's PyTorch files or NVIDIA's pickle (no PyTorch or TensorFlow
+needed, no code from the files run) into a checkpoint folder, by default the cache's
+``ffhq1024``; without a Gaussian fit file the fit is computed from ``--fit_samples``
+mapping samples. ``info`` prints a checkpoint's manifest. ``merge`` folds the manifest parts
+of a multi-process run into ``manifest.jsonl`` (idempotent).
+
+Exit status (:mod:`pulse_jax.exit_codes`): 0 every face within eps; 1 a bad input or a
+failed search (named on stderr and in the manifest; the other faces are done); 2 a usage,
+config or weights problem (nothing was run; a message, no traceback); 3 some face missed
+eps; 130 interrupted (rerun the same command to resume).
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+from typing import Callable, Optional, Sequence
+
+from absl import flags
+from absl import logging as absl_logging
+
+from pulse_jax import exit_codes
+
+__all__ = ["UsageError", "main", "upsample"]
+
+_USAGE = """\
+usage: pulse-jax COMMAND [flags]
+
+commands:
+  upsample   upsample LR faces (`pulse-jax upsample --help` lists the flags)
+  convert    convert official weights into a pulse-jax checkpoint
+  info       print a checkpoint's manifest
+  merge      merge the manifest parts of a multi-process run
+"""
+_HELP = ("-h", "--help", "-help", "--helpshort")
+_SHORTHANDS = ("input_dir", "output_dir", "checkpoint", "seed")
+
+
+class UsageError(Exception):
+    """A problem reported in one message with exit status 2 (no traceback)."""
+
+
+def _err(msg: str) -> None:
+    print(f"pulse-jax: {msg}", file=sys.stderr, flush=True)
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _parse(fv: flags.FlagValues, prog: str, argv: Sequence[str], usage: str) -> list[str]:
+    """Parses ``argv`` into ``fv``; returns the positional arguments. ``--help`` prints the
+    usage and exits 0; a bad flag is a :class:`UsageError`."""
+    if any(a in _HELP for a in argv):
+        print(f"usage: {prog} {usage}\n\n{fv.get_help()}")
+        sys.exit(exit_codes.OK)
+    try:
+        return fv([prog, *argv])[1:]
+    except flags.Error as e:
+        raise UsageError(f"{prog}: {e} (see --help)") from None
+
+
+# --------------------------------------------------------------------------------------------
+# upsample
+# --------------------------------------------------------------------------------------------
+
+
+def _config_path(arg: str) -> str:
+    """``--config=experiments/configs/fast.py`` also works outside the source checkout's
+    root: a relative path that does not exist is looked up from that root."""
+    if not arg.startswith("--config="):
+        return arg
+    path, sep, extra = arg[len("--config="):].partition(":")
+    cand = pathlib.Path(__file__).resolve().parents[1] / path
+    if not pathlib.Path(path).exists() and not pathlib.Path(path).is_absolute() and cand.is_file():
+        return f"--config={cand}{sep}{extra}"
+    return arg
+
+
+def _upsample_flags(argv: list[str]) -> flags.FlagValues:
+    from ml_collections import config_flags
+    from pulse_jax import run_config
+    fv = flags.FlagValues()
+    try:
+        config_flags.DEFINE_config_file(
+            "config", run_config.__file__, "Config file (a .py with get_config()); override "
+            "fields with --config.FIELD=VALUE.", flag_values=fv, lock_config=True,
+            sys_argv=["pulse-jax upsample", *argv])
+    except (AttributeError, KeyError, TypeError, ValueError) as e:  # an unknown field
+        bad = [a for a in argv if a.startswith("--config.")]
+        raise UsageError(f"bad config override among {bad}: no such field {e}; "
+                         "--print_config lists the fields") from None
+    flags.DEFINE_string("input_dir", None, "LR faces: a folder, a glob or a list file "
+                        "(= --config.input_dir).", flag_values=fv)
+    flags.DEFINE_string("output_dir", None, "Output folder (= --config.output_dir).",
+                        flag_values=fv)
+    flags.DEFINE_string("checkpoint", None, "Generator checkpoint: a folder, ffhq1024 or "
+                        "default (= --config.checkpoint).", flag_values=fv)
+    flags.DEFINE_integer("seed", None, "Random seed (= --config.seed).", flag_values=fv)
+    flags.DEFINE_bool("print_config", False, "Print the resolved config and exit.",
+                      flag_values=fv)
+    return fv
+
+
+def upsample(config, log: Callable[[str], None] = _log) -> int:
+    """Runs ``pulse-jax upsample`` for a resolved :mod:`pulse_jax.run_config` config;
+    returns the exit status. Raises :class:`UsageError` for usage/config/weights problems."""
+    from pulse_jax import multihost, run_config
+    try:
+        search_config, options = run_config.split(config)
+    except (ValueError, TypeError) as e:
+        raise UsageError(f"invalid config: {e}") from None
+    if multihost.distributed_requested(config.distributed):
+        try:
+            multihost.initialize(config.coordinator_address, config.num_processes,
+                                 config.process_id)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    from pulse_jax import batch, images, weights
+    try:
+        path = weights.resolve_checkpoint(config.checkpoint, config.cache_dir, log)
+        gen = weights.load_generator(path)
+    except (weights.CheckpointError, OSError, ValueError) as e:
+        raise UsageError(str(e) if "no generator checkpoint" in str(e)
+                         else f"cannot load checkpoint {config.checkpoint or path}: {e}") from None
+    log(f"pulse-jax: generator {path}")
+    try:
+        summary = batch.run_batch(gen, config.input_dir, config.output_dir, search_config,
+                                  options, log=log)
+    except images.ImageError as e:
+        raise UsageError(f"no inputs: {e}") from None
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    log(summary.format())
+    return batch.exit_status(summary)
+
+
+def _upsample(argv: Sequence[str]) -> int:
+    argv = [_config_path(a) for a in argv]
+    fv = _upsample_flags(argv)
+    rest = _parse(fv, "pulse-jax upsample", argv, "[flags]")
+    if rest:
+        raise UsageError(f"unexpected arguments {rest}; flags look like --input_dir=DIR or "
+                         "--config.search.steps=200 (see --help)")
+    try:
+        config = fv["config"].value.copy_and_resolve_references()
+    except (OSError, AttributeError, KeyError, TypeError, ValueError) as e:
+        raise UsageError(f"cannot load the config: {e}") from None
+    with config.unlocked():
+        for name in _SHORTHANDS:
+            if fv[name].value is not None:
+                config[name] = fv[name].value
+    if fv["print_config"].value:
+        print(config.to_json_best_effort(indent=2, sort_keys=True), flush=True)
+        return exit_codes.OK
+    return upsample(config)
+
+
+# --------------------------------------------------------------------------------------------
+# convert, info, merge
+# --------------------------------------------------------------------------------------------
+
+
+def _convert_flags() -> flags.FlagValues:
+    from pulse_jax import weights
+    fv = flags.FlagValues()
+    for name, help_ in (
+            ("synthesis", "PULSE's synthesis.pt (give this or --nvidia)"),
+            ("nvidia", "NVIDIA's karras2019stylegan-ffhq-1024x1024.pkl (or --synthesis)"),
+            ("mapping", "PULSE's mapping.pt (only to compute a Gaussian fit)"),
+            ("gaussian_fit", "PULSE's gaussian_fit.pt"),
+            ("output", f"checkpoint folder (default: the cache, {weights.ffhq_checkpoint()})")):
+        flags.DEFINE_string(name, None, help_, flag_values=fv)
+    flags.DEFINE_string("network", "Gs", "which network of NVIDIA's pickle (G, D or Gs)",
+                        flag_values=fv)
+    flags.DEFINE_integer("fit_samples", 1_000_000, "mapping samples for a computed Gaussian "
+                         "fit (reference: 1,000,000)", flag_values=fv)
+    flags.DEFINE_integer("fit_seed", 0, "PRNG seed of the fit's samples", flag_values=fv)
+    flags.DEFINE_enum("dtype", "float32", ["float32", "float16"],
+                      "storage dtype of the parameters", flag_values=fv)
+    flags.DEFINE_bool("overwrite", False, "replace an existing checkpoint", flag_values=fv)
+    return fv
+
+
+def _import(fv: flags.FlagValues):
+    """The generator the convert flags name, and the source records of its files."""
+    from pulse_jax import weights
+    if fv.nvidia:
+        gen = weights.import_nvidia(fv.nvidia, network=fv.network)
+        sources = [weights.source_record(fv.nvidia, "nvidia_pickle")]
+        if fv.mapping:
+            _err("--mapping is ignored with --nvidia (the pickle holds the mapping network)")
+        if fv.gaussian_fit:
+            from pulse_jax.weights.torch_files import load_torch_file
+            fit = load_torch_file(fv.gaussian_fit)
+            if not isinstance(fit, dict) or set(fit) != {"mean", "std"}:
+                raise ValueError(f"{fv.gaussian_fit}: expected a dict with 'mean' and 'std' "
+                                 "(PULSE's gaussian_fit.pt)")
+            gen = gen.replace_gaussian_fit(fit["mean"], fit["std"])
+            sources.append(weights.source_record(fv.gaussian_fit, "gaussian_fit"))
+        return gen, sources
+    gen = weights.import_pulse(fv.synthesis, fv.mapping, fv.gaussian_fit)
+    roles = (("synthesis", fv.synthesis), ("mapping", fv.mapping),
+             ("gaussian_fit", fv.gaussian_fit))
+    return gen, [weights.source_record(path, role) for role, path in roles if path]
+
+
+def _convert(argv: Sequence[str]) -> int:
+    fv = _convert_flags()
+    rest = _parse(fv, "pulse-jax convert", argv,
+                  "(--synthesis=synthesis.pt | --nvidia=FILE.pkl) [flags]")
+    if rest:
+        raise UsageError(f"convert: unexpected arguments {rest}")
+    if bool(fv.synthesis) == bool(fv.nvidia):
+        raise UsageError("convert: give exactly one of --synthesis=synthesis.pt or "
+                         "--nvidia=FILE.pkl")
+    import jax
+    from pulse_jax import weights
+    out = pathlib.Path(fv.output).expanduser() if fv.output else weights.ffhq_checkpoint()
+    if out.exists() and not fv.overwrite:
+        raise UsageError(f"{out} exists; pass --overwrite to replace it")
+    try:
+        gen, sources = _import(fv)
+    except FileNotFoundError as e:
+        raise UsageError(f"file not found: {e.filename or e}") from None
+    except ImportError as e:
+        raise UsageError(f"this importer is not available: {e}") from None
+    except (ValueError, KeyError, TypeError, OSError) as e:
+        raise UsageError(f"cannot convert: {e}") from None
+    extra = {}
+    if gen.gaussian_fit is None:
+        if not gen.has_mapping:
+            raise UsageError("no Gaussian fit: give --gaussian_fit=gaussian_fit.pt, or "
+                             "--mapping=mapping.pt to compute one")
+        _log(f"computing the Gaussian fit from {fv.fit_samples:,} mapping samples "
+             f"(seed {fv.fit_seed}) ...")
+        fit = weights.compute_gaussian_fit(gen.config, gen.params["mapping"],
+                                           jax.random.PRNGKey(fv.fit_seed),
+                                           num_samples=fv.fit_samples)
+        gen = gen.replace_gaussian_fit(fit["mean"], fit["std"])
+        extra["gaussian_fit"] = {"computed": True, "num_samples": fv.fit_samples,
+                                 "seed": fv.fit_seed}
+    weights.save_generator(gen, out, sources=sources, dtype=fv.dtype, extra=extra,
+                           overwrite=True)
+    c = gen.config
+    print(f"wrote {out}: {c.resolution}x{c.resolution} generator, {c.num_layers} layers, "
+          f"D={c.dlatent_size}, mapping {'yes' if gen.has_mapping else 'no'}")
+    return exit_codes.OK
+
+
+def _info(argv: Sequence[str]) -> int:
+    fv = flags.FlagValues()
+    flags.DEFINE_bool("arrays", False, "also list every array's shape", flag_values=fv)
+    rest = _parse(fv, "pulse-jax info", argv, "[CHECKPOINT_DIR] [--arrays]  (default: the "
+                  "cache's ffhq1024)")
+    if len(rest) > 1:
+        raise UsageError(f"info: one checkpoint folder at most, got {rest}")
+    from pulse_jax import weights
+    path = pathlib.Path(rest[0]).expanduser() if rest else weights.ffhq_checkpoint()
+    try:
+        manifest = weights.read_manifest(path)
+    except weights.CheckpointError as e:
+        raise UsageError(str(e)) from None
+    if not fv.arrays:
+        arrays = manifest.pop("arrays", {})
+        manifest["arrays"] = f"{len(arrays)} arrays (--arrays to list them)"
+    print(json.dumps(manifest, indent=2))
+    return exit_codes.OK
+
+
+def _merge(argv: Sequence[str]) -> int:
+    rest = _parse(flags.FlagValues(), "pulse-jax merge", argv, "OUTPUT_DIR")
+    if len(rest) != 1:
+        raise UsageError(f"merge: give one output folder, got {rest}")
+    from pulse_jax import manifest
+    d = pathlib.Path(rest[0])
+    if not d.is_dir():
+        raise UsageError(f"{d}: no such folder")
+    try:
+        target = manifest.merge_manifests(d)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    print(f"{target}: {len(manifest.read_records(d))} records")
+    return exit_codes.OK
+
+
+_COMMANDS = {"upsample": _upsample, "convert": _convert, "info": _info, "merge": _merge}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """The ``pulse-jax`` console script: ``argv`` defaults to ``sys.argv``; exits."""
+    argv = list(sys.argv if argv is None else argv)
+    if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
+        print(_USAGE, end="")
+        sys.exit(exit_codes.OK if len(argv) >= 2 else exit_codes.USAGE)
+    cmd, rest = argv[1], argv[2:]
+    if cmd not in _COMMANDS:
+        _err(f"unknown command {cmd!r}\n{_USAGE}")
+        sys.exit(exit_codes.USAGE)
+    absl_logging.set_verbosity(absl_logging.WARNING)  # hide JAX's backend chatter
+    try:
+        status = _COMMANDS[cmd](rest)
+    except UsageError as e:
+        _err(str(e))
+        status = exit_codes.USAGE
+    except KeyboardInterrupt:
+        _err("interrupted; rerun the same command to resume")
+        status = exit_codes.INTERRUPTED
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()
