@@ -80,41 +80,12 @@ def contact_sheet(
     Returns:
       uint8 ``[H, W, 3]`` RGB sheet (and the boxes if asked).
     """
-    lr_u = to_uint8(lr)
-    best_u = to_uint8(best_hr)
+    lr_u, best_u = to_uint8(lr), to_uint8(best_hr)
     rest_u = [to_uint8(r) for r in restarts_hr]
     l2 = np.asarray(restart_l2, dtype=np.float64).reshape(-1)
-    n = len(rest_u)
-    if n == 0 or l2.size != n:
-        raise ValueError(f"need one l2 per restart and at least one restart; got {n} images "
-                         f"and {l2.size} l2 values")
-    if not 0 <= int(best_index) < n:
-        raise ValueError(f"best_index {best_index} is outside [0, {n})")
-    best_index = int(best_index)
-    for name, u in [("lr", lr_u), ("best_hr", best_u)] + [(f"restart {i}", u)
-                                                          for i, u in enumerate(rest_u)]:
-        if u.ndim != 3 or u.shape[-1] != 3 or u.shape[0] != u.shape[1]:
-            raise ValueError(f"{name}: expected a square [H, H, 3] image, got {u.shape}")
-    r = best_u.shape[0]
-    if any(u.shape != best_u.shape for u in rest_u):
-        raise ValueError("every restart must have best_hr's shape "
-                         f"{best_u.shape}; got {[u.shape for u in rest_u]}")
-    t = int(min(r, tile_size))
-
-    def mark(v: float) -> tuple[str, tuple[int, int, int]]:
-        if eps is None:
-            return "", _BLACK
-        return (" ok", _GREEN) if v <= eps else (" >eps", _RED)
-
-    s = lr_u.shape[0]
-    factor = f" (x{r // s})" if r % s == 0 else ""
-    labels = [[("LR input", _BLACK), (f"{s}x{s}{factor}", _BLACK)]]
-    m, c = mark(l2[best_index])
-    labels.append([(f"best (r{best_index})", _BLACK), (f"l2={l2[best_index]:.3g}{m}", c)])
-    for i in range(n):
-        m, c = mark(l2[i])
-        labels.append([(f"r{i}" + (" (best)" if i == best_index else ""), _BLACK),
-                       (f"l2={l2[i]:.3g}{m}", c)])
+    best_index = _check(lr_u, best_u, rest_u, l2, best_index)
+    t = int(min(best_u.shape[0], tile_size))
+    labels = _labels(lr_u.shape[0], best_u.shape[0], l2, best_index, eps)
     tiles = [_fit(lr_u, t, True), _fit(best_u, t, False)] + [_fit(u, t, False) for u in rest_u]
 
     font = _font(t)
@@ -143,6 +114,43 @@ def contact_sheet(
     for (x0, y0, x1, y1), tile in zip(boxes, tiles):
         out[y0:y1, x0:x1] = tile
     return (out, boxes) if return_boxes else out
+
+
+def _check(lr_u: np.ndarray, best_u: np.ndarray, rest_u: list[np.ndarray], l2: np.ndarray,
+           best_index: int) -> int:
+    n = len(rest_u)
+    if n == 0 or l2.size != n:
+        raise ValueError(f"need one l2 per restart and at least one restart; got {n} images "
+                         f"and {l2.size} l2 values")
+    if not 0 <= int(best_index) < n:
+        raise ValueError(f"best_index {best_index} is outside [0, {n})")
+    for name, u in [("lr", lr_u), ("best_hr", best_u)] + [(f"restart {i}", u)
+                                                          for i, u in enumerate(rest_u)]:
+        if u.ndim != 3 or u.shape[-1] != 3 or u.shape[0] != u.shape[1]:
+            raise ValueError(f"{name}: expected a square [H, H, 3] image, got {u.shape}")
+    if any(u.shape != best_u.shape for u in rest_u):
+        raise ValueError("every restart must have best_hr's shape "
+                         f"{best_u.shape}; got {[u.shape for u in rest_u]}")
+    return int(best_index)
+
+
+def _labels(s: int, r: int, l2: np.ndarray, best_index: int, eps: float | None
+            ) -> list[list[tuple[str, tuple[int, int, int]]]]:
+    """Two (text, colour) lines under each tile: LR, best, r0, r1, ..."""
+    def mark(v: float) -> tuple[str, tuple[int, int, int]]:
+        if eps is None:
+            return "", _BLACK
+        return (" ok", _GREEN) if v <= eps else (" >eps", _RED)
+
+    factor = f" (x{r // s})" if r % s == 0 else ""
+    labels = [[("LR input", _BLACK), (f"{s}x{s}{factor}", _BLACK)]]
+    m, c = mark(l2[best_index])
+    labels.append([(f"best (r{best_index})", _BLACK), (f"l2={l2[best_index]:.3g}{m}", c)])
+    for i in range(l2.size):
+        m, c = mark(l2[i])
+        labels.append([(f"r{i}" + (" (best)" if i == best_index else ""), _BLACK),
+                       (f"l2={l2[i]:.3g}{m}", c)])
+    return labels
 
 
 def image_grid(images: np.ndarray, cols: Optional[int] = None, pad: int = 0) -> np.ndarray:
