@@ -109,8 +109,7 @@ def upsample_conv_subpixel(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
     The input is padded before an unpadded 2x2 conv, rather than the conv padding it: its
     input gradient is then a padded 2x2 conv, which XLA:CPU runs through its own
-    convolution (unpadded it went to a library kernel slow for 2x2: 110 ms vs the whole
-    1024 step's 1.37 s, docs/performance.md).
+    convolution instead of a library kernel that is slow for 2x2 (docs/performance.md).
     """
     return interleave_phases(_conv(_pad1(x), subpixel_kernel(kernel), _VALID))
 

@@ -11,10 +11,9 @@ exactly 3) and any integer factor ``f >= 1``.
 
 Implementation: each 1-D pass is a dense contraction with a ``[H/f, H]`` banded matrix that
 already contains the reflect padding (a padded sample's tap is added to the entry of the pixel it
-mirrors). On CPU this beat a depthwise strided conv and a reshape-into-blocks formulation at
-every factor measured (1024 -> 16, 4 images, 2 cores: forward 43 ms vs 275 ms (conv) and 163 ms
-(blocks); forward+backward 74 ms vs 20 s (conv) and 390 ms (blocks)), it is a single matmul per
-axis on accelerators, and it is exact to float32 rounding (max |diff| vs the conv ~2e-7).
+mirrors). It is faster than a depthwise strided conv or a reshape-into-blocks formulation on
+CPU (docs/performance.md, "The downscale operator"), a single matmul per axis on accelerators,
+and exact to float32 rounding against the conv form.
 """
 
 from __future__ import annotations
