@@ -43,7 +43,7 @@ from absl import logging as absl_logging
 
 from pulse_jax import exit_codes
 
-__all__ = ["UsageError", "main", "upsample"]
+__all__ = ["UsageError", "main", "upsample", "version"]
 
 _USAGE = """\
 usage: pulse-jax COMMAND [flags]
@@ -53,6 +53,7 @@ commands:
   convert    convert official weights into a pulse-jax checkpoint
   info       print a checkpoint's manifest
   merge      merge the manifest parts of a multi-process run
+  version    print the versions of pulse-jax, jax and jaxlib (also --version)
 """
 _HELP = ("-h", "--help", "-help", "--helpshort")
 _SHORTHANDS = ("input_dir", "output_dir", "checkpoint", "seed")
@@ -309,12 +310,29 @@ def _merge(argv: Sequence[str]) -> int:
 _COMMANDS = {"upsample": _upsample, "convert": _convert, "info": _info, "merge": _merge}
 
 
+def version() -> str:
+    """``pulse-jax X (jax Y, jaxlib Z, Python V)``, the installed versions."""
+    from importlib import metadata
+
+    def of(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    py = ".".join(map(str, sys.version_info[:3]))
+    return f"pulse-jax {of('pulse-jax')} (jax {of('jax')}, jaxlib {of('jaxlib')}, Python {py})"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """The ``pulse-jax`` console script: ``argv`` defaults to ``sys.argv``; exits."""
     argv = list(sys.argv if argv is None else argv)
     if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
         print(_USAGE, end="")
         sys.exit(exit_codes.OK if len(argv) >= 2 else exit_codes.USAGE)
+    if argv[1] in ("--version", "version"):
+        print(version())
+        sys.exit(exit_codes.OK)
     cmd, rest = argv[1], argv[2:]
     if cmd not in _COMMANDS:
         _err(f"unknown command {cmd!r}\n{_USAGE}")

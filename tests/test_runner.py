@@ -147,6 +147,14 @@ def test_unknown_command_and_help(env):
     assert p.returncode == 0 and "upsample" in p.stdout and "convert" in p.stdout
 
 
+def test_version(env):
+    import importlib.metadata as md
+    import jax
+    p = _cli(["--version"], env)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith(f"pulse-jax {md.version('pulse-jax')} (jax {jax.__version__},")
+
+
 def test_kill_mid_batch_then_resume(tmp_path, env, tiny_ckpt):
     """SIGKILL after some faces: the rerun completes the batch; each face recorded once."""
     n = 6
