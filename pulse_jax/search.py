@@ -27,6 +27,7 @@ float32 reduction order); ``batch_size`` pads every chunk of faces to a fixed sh
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence
 
 import flax.struct
@@ -42,7 +43,7 @@ from pulse_jax.search_steps import gaussianize, loss_and_grad, restart_keys
 
 __all__ = [
     "LOOPS", "NOISE_TYPES", "NoisePlan", "Progress", "RETURN_IMAGES", "Result", "SELECT_RULES",
-    "SearchConfig", "UPCONVS", "check_generator", "check_lr_images", "gaussianize",
+    "OVERSHOOT", "SearchConfig", "UPCONVS", "check_generator", "check_lr_images", "gaussianize",
     "loss_and_grad", "parse_bad_noise_layers", "restart_keys", "upsample", "upsample_chunks",
 ]
 
@@ -104,9 +105,15 @@ def check_generator(generator: Generator) -> None:
                          "compute one with pulse_jax.weights.compute_gaussian_fit")
 
 
+# A bicubic downscale of an image in [0, 1] stays within [-0.21, 1.21] (the filter's negative
+# lobes); values that far outside [0, 1] are an overshoot to clip, beyond it a wrong range.
+OVERSHOOT = 0.25
+
+
 def check_lr_images(generator: Generator, lr_images: np.ndarray) -> int:
-    """The downscale factor for ``lr_images`` ``[N, S, S, C]`` in [0, 1]; ValueError naming
-    the problem if they cannot be searched with ``generator``."""
+    """The downscale factor for ``lr_images`` ``[N, S, S, C]`` in [0, 1] (or within
+    :data:`OVERSHOOT` of it, as a bicubic downscale may give); ValueError naming the problem
+    if they cannot be searched with ``generator``."""
     from pulse_jax.images import check_size
     channels = generator.config.num_channels
     if lr_images.ndim != 4 or lr_images.shape[-1] != channels:
@@ -120,9 +127,12 @@ def check_lr_images(generator: Generator, lr_images: np.ndarray) -> int:
     if not np.all(np.isfinite(lr_images)):
         raise ValueError("lr_images contains NaN or infinite values")
     lo, hi = float(lr_images.min()), float(lr_images.max())
-    if lo < -1e-6 or hi > 1 + 1e-6:
+    if lo < -OVERSHOOT or hi > 1 + OVERSHOOT:
+        hint = ("divide uint8 images by 255" if lo >= -OVERSHOOT else
+                "map [-1, 1] images to [0, 1] with (x + 1) / 2" if hi <= 1 + OVERSHOOT else
+                "scale them to [0, 1]")
         raise ValueError(f"lr_images must be in [0, 1] (found values in [{lo:.3g}, {hi:.3g}]); "
-                         "divide uint8 images by 255")
+                         f"{hint}")
     return factor
 
 
@@ -173,6 +183,12 @@ def upsample_chunks(generator: Generator, lr_images: Any, config: SearchConfig =
     check_generator(generator)
     lr_images = np.asarray(lr_images, np.float32)
     factor = check_lr_images(generator, lr_images)
+    lo, hi = float(lr_images.min()), float(lr_images.max())
+    if lo < 0 or hi > 1:
+        warnings.warn(f"lr_images had values in [{lo:.3g}, {hi:.3g}]; clipped to [0, 1] (a "
+                      "bicubic downscale of an image in [0, 1] overshoots it slightly)",
+                      stacklevel=3)
+        lr_images = np.clip(lr_images, 0.0, 1.0)
     n = lr_images.shape[0]
     face_ids = list(range(n)) if face_ids is None else [int(f) for f in face_ids]
     if len(face_ids) != n:

@@ -267,12 +267,29 @@ def test_input_validation(own_targets):
     gen, lr = own_targets
     with pytest.raises(ValueError, match="valid sizes"):
         search.upsample(gen, np.zeros((1, 12, 12, 3), np.float32))
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+    with pytest.raises(ValueError, match=r"\[0, 1\].*divide uint8 images by 255"):
         search.upsample(gen, lr * 255)
+    with pytest.raises(ValueError, match=r"\(x \+ 1\) / 2"):
+        search.upsample(gen, lr * 2 - 1)
     with pytest.raises(ValueError, match="square"):
         search.upsample(gen, np.zeros((1, 16, 8, 3), np.float32))
     with pytest.raises(ValueError, match="Gaussian fit"):
         search.upsample(gen.replace(gaussian_fit=None), lr)
+
+
+def test_bicubic_overshoot_is_clipped_with_a_warning(own_targets):
+    """Our own downscale of an image in [0, 1] can leave [0, 1] by a little: such input is
+    clipped (with a warning) and searched exactly like the clipped array."""
+    gen, lr = own_targets
+    blocks = np.random.default_rng(0).integers(0, 2, (16, 16)).astype(np.float32)
+    hr = np.repeat(np.kron(blocks, np.ones((8, 8), np.float32))[None, :, :, None], 3, -1)
+    down = np.asarray(degrade.bicubic_downscale(jnp.asarray(hr), 8))  # [1, 16, 16, 3]
+    assert down.max() > 1 and down.min() < 0        # a sharp image overshoots both ways
+    cfg = SearchConfig(steps=2, restarts=1)
+    with pytest.warns(UserWarning, match="clipped to \\[0, 1\\]"):
+        res = search.upsample(gen, down, cfg)
+    want = search.upsample(gen, np.clip(down, 0, 1), cfg)
+    np.testing.assert_array_equal(res.hr, want.hr)
 
 
 @pytest.mark.parametrize("opt_name,schedule", [("adam", "linear1cycledrop"), ("adamax", "fixed"),
