@@ -2,7 +2,7 @@ r"""What ``SearchConfig.precision`` changes: speed and results of "highest" vs T
 
 Two checks, each run once per precision on the same inputs and keys:
 
-1. the shipped 64x64 model (``checkpoints/utkface64``) on ``--faces`` of its own random faces
+1. the shipped 64x64 model (``pulse_jax/checkpoints/utkface64``) on ``--faces`` of its own random faces
    downscaled x8: the success rate at eps, mean l2, seconds, and how far the HR outputs of
    each mode are from the first mode's, "highest" by default (max abs, in [0, 1] pixels);
 2. the 1024 FFHQ architecture with random weights (nothing is downloaded), ``--big_steps``

@@ -1,6 +1,6 @@
 r"""Evidence for a shipped face model: samples, PULSE on held-out faces, the training curve.
 
-  python experiments/evaluate_default.py --checkpoint=checkpoints/utkface64 \
+  python experiments/evaluate_default.py --checkpoint=pulse_jax/checkpoints/utkface64 \
       --data=path/to/utkface64.zip --held_out=300 --faces=100 \
       --workdir=runs/gpu_session --output_dir=runs/eval_utkface64 \
       --evidence_dir=checkpoints/utkface64_evidence
@@ -35,7 +35,7 @@ from pulse_jax.pictures import image_grid
 from pulse_jax.weights.checkpoint import read_manifest
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("checkpoint", "checkpoints/utkface64", "the model to evaluate")
+flags.DEFINE_string("checkpoint", "pulse_jax/checkpoints/utkface64", "the model to evaluate")
 flags.DEFINE_string("data", ".data/utkface64.zip",
                     "training data (zip or folder; .data/ is ignored by git)")
 flags.DEFINE_integer("held_out", 300, "last N images by sorted name, never trained on")

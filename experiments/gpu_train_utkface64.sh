@@ -3,7 +3,7 @@
 # bounded command, exports it, then measures the train step (float32 vs bfloat16) and the
 # full-size (1024) PULSE search step (precision modes) on the same machine.
 #
-# This is the command that made checkpoints/utkface64 on a lent GPU, whose sessions are short:
+# This is the command that made pulse_jax/checkpoints/utkface64 on a lent GPU, whose sessions are short:
 # training stops after TRAIN_SECONDS of wall clock (compilation included), checkpoints,
 # and exports the EMA generator with its Gaussian fit. Rerunning with the same WORK resumes.
 #

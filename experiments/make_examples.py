@@ -1,6 +1,6 @@
 r"""Make the example LR faces in ``examples/`` from a generator's own random faces.
 
-  python experiments/make_examples.py --checkpoint=checkpoints/utkface64 --output_dir=examples
+  python experiments/make_examples.py --checkpoint=pulse_jax/checkpoints/utkface64 --output_dir=examples
 
 Each example is a random face of the model, downscaled by ``--factor`` with the reference's
 bicubic operator and stored as an 8-bit PNG (truncated, as PULSE's align_face.py stores its
@@ -18,7 +18,7 @@ import pulse_jax
 from pulse_jax import degrade, images
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("checkpoint", "checkpoints/utkface64", "the generator")
+flags.DEFINE_string("checkpoint", "pulse_jax/checkpoints/utkface64", "the generator")
 flags.DEFINE_string("output_dir", "examples", "where the PNGs go")
 flags.DEFINE_integer("count", 6, "number of faces")
 flags.DEFINE_integer("factor", 8, "downscale factor (64 / 8 = 8x8 faces)")

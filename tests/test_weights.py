@@ -160,7 +160,7 @@ def test_nvidia_pickle_to_checkpoint(tmp_path):
 
 
 def test_shipped_default_model(monkeypatch):
-    """checkpoints/utkface64: loads offline (hashes checked), is what its config trains, stays
+    """pulse_jax/checkpoints/utkface64: loads offline (hashes checked), is what its config trains, stays
     under 20 MB, carries the non-commercial licence, and never saw the held-out faces."""
     from experiments.configs import train_utkface64
     monkeypatch.delenv("PULSE_JAX_DEFAULT_CHECKPOINT", raising=False)

@@ -8,7 +8,7 @@ Run (from the repository root; resumes from the newest checkpoint in the workdir
   python experiments/train.py --config=experiments/configs/train_utkface64.py \
       --workdir=runs/train_utkface64 --config.max_seconds=3600
 
-``experiments/gpu_train_utkface64.sh`` is the command that trained ``checkpoints/utkface64``
+``experiments/gpu_train_utkface64.sh`` is the command that trained ``pulse_jax/checkpoints/utkface64``
 on a lent GPU. At the end the EMA generator is exported with a Gaussian fit (1,000,000
 mapping samples, the reference's recipe) as a float16 pulse-jax checkpoint in
 ``{workdir}/generator``.

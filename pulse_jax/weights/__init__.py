@@ -126,7 +126,7 @@ def default_generator() -> Generator:
     path = default_checkpoint_path()
     if not (path / "manifest.json").is_file():
         raise CheckpointError(
-            f"the default model is not at {path}: pulse-jax ships it in checkpoints/utkface64 "
-            f"of its source checkout (install with `pip install -e .`), or set "
+            f"the default model is not at {path}: pulse-jax ships it as package data in "
+            f"pulse_jax/checkpoints/utkface64 (reinstall pulse-jax), or set "
             f"${DEFAULT_CHECKPOINT_ENV} to its folder")
     return load_generator(path)

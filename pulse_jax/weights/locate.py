@@ -4,8 +4,9 @@ neither is there.
 * The cache: ``{cache}/checkpoints/ffhq1024``, where ``pulse-jax convert`` puts NVIDIA's
   FFHQ 1024 model; ``cache`` is the ``cache_dir`` given, else ``$PULSE_JAX_HOME``, else
   ``~/.cache/pulse_jax``.
-* The shipped model: ``checkpoints/utkface64`` of the source checkout, or
-  ``$PULSE_JAX_DEFAULT_CHECKPOINT``; a small 64x64 face model that works offline.
+* The shipped model: ``pulse_jax/checkpoints/utkface64``, package data installed with
+  pulse-jax, or ``$PULSE_JAX_DEFAULT_CHECKPOINT``; a small 64x64 face model that works
+  offline.
 
 :func:`resolve_checkpoint` applies the command line's rule for ``--checkpoint``; when the
 checkpoint it names is missing, its :class:`CheckpointError` says how to get and convert
@@ -43,11 +44,12 @@ def ffhq_checkpoint(cache_dir: str = "") -> pathlib.Path:
 
 def default_checkpoint_path() -> pathlib.Path:
     """Where the shipped default model lives: ``$PULSE_JAX_DEFAULT_CHECKPOINT`` if set, else
-    ``checkpoints/utkface64`` of this source checkout (the README installs it editable)."""
+    ``checkpoints/utkface64`` inside the installed package (package data, so editable and
+    non-editable installs both have it)."""
     env = os.environ.get(DEFAULT_CHECKPOINT_ENV)
     if env:
         return pathlib.Path(env).expanduser()
-    return pathlib.Path(__file__).resolve().parents[2] / "checkpoints" / "utkface64"
+    return pathlib.Path(__file__).resolve().parents[1] / "checkpoints" / "utkface64"
 
 
 def how_to_get_weights(target: pathlib.Path) -> str:
