@@ -140,6 +140,7 @@ def upsample(generator: Generator, lr_images: Any, config: SearchConfig = Search
              seed: int = 0, *, face_ids: Optional[Sequence[int]] = None,
              batch_size: Optional[int] = None,
              mesh: Optional[jax.sharding.Mesh] = None,
+             spread_restarts: bool = False,
              progress: Optional[Callable[[Progress], None]] = None) -> Result:
     """Upsample faces with PULSE.
 
@@ -157,6 +158,12 @@ def upsample(generator: Generator, lr_images: Any, config: SearchConfig = Search
       mesh: optional device mesh with an axis named "faces"; each call then takes
         ``batch_size * mesh.size`` faces, split over the devices (the generator is
         replicated). Results equal a single device's with the same ``batch_size``.
+      spread_restarts: with a ``mesh``, split the ``faces x restarts`` rows of a call over
+        the devices instead of whole faces, so that few faces with many restarts use every
+        device (e.g. one face, 8 restarts, 8 TPU cores). ``batch_size`` is then the number
+        of faces per call (default: all), and ``batch_size * restarts`` must divide by the
+        number of devices. A face's starts are the same as without it; its bits may differ
+        (the per-device batch shape is another one).
       progress: called with a :class:`Progress` after every ``config.chunk_steps`` steps.
 
     Returns:
@@ -164,7 +171,8 @@ def upsample(generator: Generator, lr_images: Any, config: SearchConfig = Search
     """
     parts = [res for _, res in upsample_chunks(generator, lr_images, config, seed,
                                                face_ids=face_ids, batch_size=batch_size,
-                                               mesh=mesh, progress=progress)]
+                                               mesh=mesh, spread_restarts=spread_restarts,
+                                               progress=progress)]
     arrays = [{f.name: getattr(p, f.name) for f in dataclasses.fields(Result)
                if f.name not in ("seed", "face_ids")} for p in parts]
     merged = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *arrays)
@@ -175,6 +183,7 @@ def upsample_chunks(generator: Generator, lr_images: Any, config: SearchConfig =
                     seed: int = 0, *, face_ids: Optional[Sequence[int]] = None,
                     batch_size: Optional[int] = None,
                     mesh: Optional[jax.sharding.Mesh] = None,
+                    spread_restarts: bool = False,
                     progress: Optional[Callable[[Progress], None]] = None,
                     ) -> Iterator[tuple[tuple[int, int], Result]]:
     """:func:`upsample`, one chunk of faces at a time: yields ``((start, stop), result)``
@@ -196,13 +205,17 @@ def upsample_chunks(generator: Generator, lr_images: Any, config: SearchConfig =
     ndev = 1 if mesh is None else mesh.devices.size
     if mesh is not None and mesh.axis_names != ("faces",):
         raise ValueError(f"mesh must have the single axis 'faces', got {mesh.axis_names}")
-    per_device = -(-n // ndev) if batch_size is None else int(batch_size)
-    if per_device < 1:
+    spread = bool(spread_restarts) and ndev > 1
+    per_call = (n if spread else -(-n // ndev)) if batch_size is None else int(batch_size)
+    if per_call < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-    bs = per_device * ndev
+    bs = per_call if spread else per_call * ndev
+    if spread and (bs * config.restarts) % ndev:
+        raise ValueError(f"spread_restarts: {bs} faces x {config.restarts} restarts do not "
+                         f"divide over {ndev} devices; change restarts or batch_size")
     platform = None if mesh is None else mesh.devices.flat[0].platform
     spec = search_steps.Spec.make(generator.config, config, factor, platform)
-    stages = search_steps.stages(spec, mesh, bs * spec.cfg.restarts)
+    stages = search_steps.stages(spec, mesh, bs * spec.cfg.restarts, spread)
     weights = stages.prepare(generator)
     for start in range(0, n, bs):
         stop = min(start + bs, n)

@@ -293,12 +293,17 @@ def batched_specs(tree: Any, batch: int, axis: str) -> Any:
 
 
 @functools.lru_cache(maxsize=32)
-def stages(spec: Spec, mesh: Optional[jax.sharding.Mesh], batch: int) -> Stages:
+def stages(spec: Spec, mesh: Optional[jax.sharding.Mesh], batch: int,
+           spread_restarts: bool = False) -> Stages:
     """The jitted stages for one spec and device layout.
 
-    With a mesh, each stage runs under ``shard_map`` over its "faces" axis: every device
-    runs the very program a single device runs on its own slice, so results do not depend
-    on the number of devices, only on the per-device batch shape.
+    With a mesh, draw, init and run go under ``shard_map`` over its "faces" axis: every
+    device runs the very program a single device runs on its own slice of the ``batch``
+    rows, so results do not depend on the number of devices, only on the per-device batch
+    shape. Each device holds whole faces (all their restarts), and so does ``finalize``;
+    with ``spread_restarts`` a device may hold part of a face's restarts (the rows only
+    need to divide evenly), and ``finalize``, which compares a face's restarts, runs on the
+    whole batch, the compiler moving what it needs between devices.
     """
     draw_b = lambda keys: jax.vmap(functools.partial(draw, spec))(keys)
     init = functools.partial(init_state, spec)
@@ -331,11 +336,15 @@ def stages(spec: Spec, mesh: Optional[jax.sharding.Mesh], batch: int) -> Stages:
         return jax.shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
 
     run_specs = (P(), P("faces"), sspec) if host else (P(), P("faces"), sspec, P())
+    if spread_restarts:
+        fin = jax.jit(lambda weights, ref, state: finalize(spec, weights, ref, state, n_faces))
+    else:
+        fin = jax.jit(smap(fin, (P(), P("faces"), sspec), P("faces")))
     return assemble(
         jax.jit(smap(draw_b, P("faces"), P("faces"))),
         jax.jit(smap(init, (P("faces"), P("faces")), sspec)),
         jax.jit(smap(run, run_specs, sspec), donate_argnums=2),
-        jax.jit(smap(fin, (P(), P("faces"), sspec), P("faces"))),
+        fin,
     )
 
 

@@ -263,6 +263,28 @@ def test_many_devices_match_one(own_targets, loop):
     np.testing.assert_array_equal(four.l2, one.l2)
 
 
+def test_spread_restarts_over_devices(own_targets):
+    """One face's restarts on four devices: each device runs one restart, and the result is
+    the one-device search's up to float rounding (the per-device batch shape differs)."""
+    gen, lr = own_targets
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:4]), ("faces",))
+    cfg = SearchConfig(steps=2, restarts=4, chunk_steps=1)
+    spec = Spec.make(gen.config, cfg, 8)
+    st = search_steps.stages(spec, mesh, 4, spread_restarts=True)
+    state = st.init(*st.draw(search.restart_keys(0, [0], 4)))
+    z = state.params["z"]
+    assert len(z.sharding.device_set) == 4 and z.addressable_shards[0].data.shape[0] == 1
+
+    spread = search.upsample(gen, lr[:1], cfg, seed=0, mesh=mesh, spread_restarts=True)
+    one = search.upsample(gen, lr[:1], cfg, seed=0)
+    np.testing.assert_allclose(spread.restart_total, one.restart_total, rtol=1e-4)
+    np.testing.assert_allclose(spread.hr, one.hr, atol=1e-4)
+    assert spread.restart.tolist() == one.restart.tolist()
+    with pytest.raises(ValueError, match="do not divide over 4 devices"):
+        search.upsample(gen, lr[:1], dataclasses.replace(cfg, restarts=3), mesh=mesh,
+                        spread_restarts=True)
+
+
 def test_input_validation(own_targets):
     gen, lr = own_targets
     with pytest.raises(ValueError, match="valid sizes"):
