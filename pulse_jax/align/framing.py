@@ -1,0 +1,139 @@
+"""Framing templates: where a generator expects a face's landmarks in its square images.
+
+A generator only works on faces framed like its training data. Two kinds of template:
+
+- ``"ffhq"``: NVIDIA's FFHQ framing (eye centres 0.25 of the crop apart at 0.477 of its
+  height, mouth at 0.73, measured on ffhq10). With 68 landmarks the crop quad is the recipe's own
+  (:func:`pulse_jax.align.quad.ffhq_quad`, bit-identical to the reference's
+  ``align_face.py``); with 5 landmarks the quad is the similarity that best puts the 5 points
+  on :data:`FFHQ_POINTS5`, their mean positions in FFHQ-aligned crops.
+- ``"points"``: any other generator's framing as landmark positions in crop coordinates
+  (u right, v down, in [0, 1] across the crop; :mod:`pulse_jax.align.quad`), fitted by a
+  similarity. Estimated from a generator's own samples by :mod:`pulse_jax.align.template`
+  and stored in its checkpoint manifest under :data:`MANIFEST_KEY`.
+
+Both use 5 anchor points in the order of dlib's 5-point model: one eye's outer corner, its
+inner corner, the other eye's outer and inner corner, the base of the nose (the eye first
+named is the one on the image's right). With 68 landmarks the anchors are points
+:data:`ANCHORS_68` (45, 42, 36, 39, 33), the same places (checked on FFHQ faces: within
+0.5% of the crop of the 5-point model's).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import numpy as np
+
+from pulse_jax.align import quad as quads
+
+__all__ = ["ANCHORS_68", "FFHQ", "FFHQ_POINTS5", "MANIFEST_KEY", "Template", "anchors",
+           "face_quad", "template_from_manifest"]
+
+#: The checkpoint manifest field that holds a generator's template (``Template.to_dict``).
+MANIFEST_KEY = "align_template"
+
+#: 68-point indices of the 5-point model's anchors, in its order.
+ANCHORS_68 = (45, 42, 36, 39, 33)
+
+#: Mean positions of dlib's 5 points in FFHQ-aligned crops, ``[5, 2]`` (u, v) in [0, 1].
+#: Obtained with ``python benchmarks/align_eval.py --print_template``
+#: (:func:`pulse_jax.align.template.estimate_template` with ``mirror=True``): the 5-point
+#: predictor on the 10 FFHQ 1024 faces of ``shared/data/ffhq10`` and on their mirror images
+#: (20 faces), pixel ``p`` at ``(p + 0.5) / 1024``, 10%-trimmed mean per coordinate.
+FFHQ_POINTS5 = np.array([[0.6752, 0.4753], [0.5730, 0.4849],
+                         [0.3246, 0.4756], [0.4271, 0.4850],
+                         [0.5009, 0.6627]])
+FFHQ_POINTS5.setflags(write=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Template:
+    """A generator's framing.
+
+    Attributes:
+      name: ``"ffhq"`` (NVIDIA's recipe with 68 landmarks) or a free name for a points
+        template (e.g. ``"utkface64"``).
+      points5: ``[5, 2]`` anchor positions in [0, 1] crop coordinates, as dlib's 5-point
+        model places them.
+      points68: ``[5, 2]`` the same anchors as the 68-point model places them (used with 68
+        landmarks); ``None``: ``points5`` serves both.
+      recipe: ``"ffhq"`` (68 landmarks use NVIDIA's quad) or ``"points"`` (always a fit).
+      notes: how it was obtained (free JSON-able fields: samples, faces found, source ...).
+    """
+
+    name: str
+    points5: np.ndarray
+    points68: np.ndarray | None = None
+    recipe: str = "points"
+    notes: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.recipe not in ("ffhq", "points"):
+            raise ValueError(f"recipe must be 'ffhq' or 'points', got {self.recipe!r}")
+        for field in ("points5", "points68"):
+            v = getattr(self, field)
+            if v is None:
+                continue
+            a = np.array(v, np.float64)
+            if a.shape != (5, 2) or not np.all(np.isfinite(a)):
+                raise ValueError(f"template {field} must be [5, 2] finite, got {a.shape}")
+            a.setflags(write=False)
+            object.__setattr__(self, field, a)
+
+    def to_dict(self) -> dict:
+        """JSON-able fields (what a checkpoint manifest stores)."""
+        out = {"name": self.name, "recipe": self.recipe,
+               "points5": np.round(self.points5, 5).tolist()}
+        if self.points68 is not None:
+            out["points68"] = np.round(self.points68, 5).tolist()
+        return {**out, "notes": dict(self.notes)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Template":
+        try:
+            return cls(name=str(d["name"]), points5=d["points5"], points68=d.get("points68"),
+                       recipe=d.get("recipe", "points"), notes=dict(d.get("notes", {})))
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"not a framing template: {e!r} in {dict(d)!r}") from None
+
+
+#: NVIDIA's FFHQ framing.
+FFHQ = Template(name="ffhq", points5=FFHQ_POINTS5, recipe="ffhq",
+                notes={"source": "FFHQ-aligned faces (shared/data/ffhq10), dlib 5-point"})
+
+
+def template_from_manifest(manifest: Mapping[str, Any]) -> Template | None:
+    """The template a checkpoint manifest stores under :data:`MANIFEST_KEY`, or None."""
+    d = manifest.get(MANIFEST_KEY)
+    return None if d is None else Template.from_dict(d)
+
+
+def anchors(landmarks: np.ndarray) -> np.ndarray:
+    """``[5, 2]`` anchors from 5 or 68 landmarks (``[K, 2]``, any coordinates)."""
+    lm = np.asarray(landmarks, np.float64)
+    if lm.shape == (5, 2):
+        return lm
+    if lm.shape == (68, 2):
+        return lm[list(ANCHORS_68)]
+    raise ValueError(f"expected [5, 2] or [68, 2] landmarks, got {lm.shape}")
+
+
+def face_quad(landmarks: np.ndarray, template: Template = FFHQ) -> tuple[np.ndarray, float]:
+    """The crop quad (TL, BL, BR, TR photo pixels ``[4, 2]``) and its side for one face.
+
+    Args:
+      landmarks: ``[5, 2]`` or ``[68, 2]`` photo pixels.
+      template: the target framing.
+
+    Returns:
+      ``(quad, qsize)``; with 68 landmarks and the ffhq recipe exactly the reference's.
+    """
+    lm = np.asarray(landmarks, np.float64)
+    if template.recipe == "ffhq" and lm.shape == (68, 2):
+        return quads.ffhq_quad(lm)
+    target = template.points68 if lm.shape == (68, 2) and template.points68 is not None \
+        else template.points5
+    quad = quads.quad_from_similarity(anchors(lm), target)
+    return quad, quads.quad_size(quad)

@@ -1,0 +1,158 @@
+r"""A generator's framing template, measured on faces it draws.
+
+::
+
+  python -m pulse_jax.align.template --checkpoint=DIR [--samples=200] [--seed=0] [--write]
+
+renders ``--samples`` random faces with the checkpoint's generator (z ~ N(0, I) through its
+mapping network, one w for every layer, random noise: ``Generator.sample``), upscales small
+ones bicubically to 256 px (dlib's HOG detector misses faces under about 80 px), places dlib's
+5 and 68 landmarks on each face found, and prints the template (trimmed-mean anchor positions in
+[0, 1] crop coordinates, :class:`~pulse_jax.align.framing.Template`) as JSON, with the eye
+distance, eye height and mouth height that 68 landmarks give. ``--write`` also stores it in
+the checkpoint's manifest under ``align_template`` (the checkpoint is rewritten through
+:func:`pulse_jax.weights.save_generator`, atomically, arrays and other fields unchanged), so
+``pulse-jax align --template=checkpoint`` frames faces for that generator.
+
+:func:`estimate_template` works on any square aligned faces (e.g. a training set's).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Iterable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from pulse_jax.align import framing, landmarks
+
+__all__ = ["estimate_template", "framing_summary", "generator_samples", "main",
+           "write_template"]
+
+_DETECT_SIDE = 256
+
+
+def generator_samples(generator, n: int, seed: int = 0, batch: int = 50) -> np.ndarray:
+    """``n`` random faces ``[n, R, R, 3]`` uint8 from ``generator`` (needs its mapping)."""
+    import jax
+    from pulse_jax import images
+    keys = jax.random.split(jax.random.PRNGKey(seed), -(-n // batch))
+    out = [images.to_uint8(generator.sample(k, batch), "round") for k in keys]
+    return np.concatenate(out)[:n]
+
+
+def _landmarks_of(face: np.ndarray, num: int) -> np.ndarray | None:
+    """The largest face's landmarks in [0, 1] crop coordinates, or None if none is found."""
+    side = face.shape[0]
+    if side < _DETECT_SIDE:
+        face = np.asarray(Image.fromarray(face).resize((_DETECT_SIDE,) * 2, Image.BICUBIC))
+    found = landmarks.detect_faces(face, num)
+    if not found:
+        return None
+    best = max(found, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+    return (best.landmarks + 0.5) / face.shape[0]
+
+
+def _trimmed_mean(a: np.ndarray, cut: float = 0.1) -> np.ndarray:
+    """Mean over axis 0 of ``a`` without its lowest and highest ``cut`` fraction (per value):
+    robust to a few misplaced landmarks, and not snapped to whole pixels as a median is."""
+    s = np.sort(a, axis=0)
+    k = int(len(s) * cut)
+    return s[k:len(s) - k].mean(axis=0)
+
+
+def framing_summary(points68: np.ndarray) -> dict:
+    """Eye distance, eye height and mouth height (crop fractions) from ``[N, 68, 2]``
+    normalized landmarks (medians over N); the figures docs/align.md compares."""
+    eye_l, eye_r = points68[:, 36:42].mean(1), points68[:, 42:48].mean(1)
+    mouth = (points68[:, 48] + points68[:, 54]) / 2
+    return {"eye_distance": round(float(np.median(np.hypot(*(eye_r - eye_l).T))), 4),
+            "eye_height": round(float(np.median((eye_l + eye_r)[:, 1] / 2)), 4),
+            "mouth_height": round(float(np.median(mouth[:, 1])), 4)}
+
+
+def estimate_template(faces: Iterable[np.ndarray], name: str, mirror: bool = False,
+                      notes: dict | None = None) -> framing.Template:
+    """A points template from square aligned faces.
+
+    Args:
+      faces: ``[R, R, 3]`` uint8 images, each framed as the generator expects.
+      name: the template's name.
+      mirror: also measure each face's mirror image, as another face framed the same way
+        (the FFHQ recipe is mirror-symmetric): the template comes out left-right symmetric
+        and a small set's noise halves.
+
+    Returns:
+      a :class:`~pulse_jax.align.framing.Template`: ``points5`` the 5-point positions and
+      ``points68`` the 68-point anchors (10%-trimmed means); ``notes`` holds the counts and
+      :func:`framing_summary`. ValueError if no face is found at all.
+    """
+    p5, p68, full68, count = [], [], [], 0
+    for face in faces:
+        count += 1
+        for flip in (False, True) if mirror else (False,):
+            img = np.ascontiguousarray(face[:, ::-1]) if flip else face
+            a, b = _landmarks_of(img, 5), _landmarks_of(img, 68)
+            if a is None or b is None:
+                continue
+            p5.append(a)
+            p68.append(framing.anchors(b))
+            full68.append(b)
+    if not p5:
+        raise ValueError(f"no face found in any of the {count} images")
+    info = {"images": count, "measured": len(p5), "mirror": mirror,
+            **(framing_summary(np.stack(full68)) if full68 else {}), **(notes or {})}
+    return framing.Template(name=name, points5=_trimmed_mean(np.stack(p5)),
+                            points68=_trimmed_mean(np.stack(p68)), notes=info)
+
+
+def write_template(checkpoint: str | os.PathLike, template: framing.Template) -> None:
+    """Stores ``template`` in ``checkpoint``'s manifest (``align_template``), rewriting the
+    checkpoint atomically with the same arrays (same storage dtype) and manifest fields."""
+    from pulse_jax import weights
+    from pulse_jax.weights import checkpoint as ckpt
+    manifest = ckpt.read_manifest(checkpoint)
+    gen = weights.load_generator(checkpoint)
+    own = {"format", "format_version", "created", "config", "has_mapping", "has_gaussian_fit",
+           "arrays", "arrays_sha256", "sources"}
+    extra = {k: v for k, v in manifest.items() if k not in own}
+    extra[framing.MANIFEST_KEY] = template.to_dict()
+    dtype = next((v["dtype"] for k, v in manifest["arrays"].items()
+                  if k.startswith("params/")), "float32")
+    weights.save_generator(gen, checkpoint, sources=manifest.get("sources", ()),
+                           dtype=dtype, extra=extra)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m pulse_jax.align.template``; returns the exit status."""
+    from absl import flags
+    from pulse_jax import exit_codes, weights
+    fv = flags.FlagValues()
+    flags.DEFINE_string("checkpoint", "default", "generator checkpoint: a folder, ffhq1024 or "
+                        "default (the shipped model)", flag_values=fv)
+    flags.DEFINE_integer("samples", 200, "faces to render", flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "random seed of the faces", flag_values=fv)
+    flags.DEFINE_bool("write", False, "store the template in the checkpoint's manifest",
+                      flag_values=fv)
+    try:
+        fv(["template", *(sys.argv[1:] if argv is None else argv)])
+        path = weights.resolve_checkpoint(fv.checkpoint)
+        gen = weights.load_generator(path)
+        faces = generator_samples(gen, fv.samples, fv.seed)
+        tpl = estimate_template(faces, name=path.name, notes={
+            "source": f"generator samples (seed {fv.seed})", "checkpoint": str(path)})
+    except (flags.Error, ValueError, OSError, ImportError) as e:
+        print(f"pulse_jax.align.template: {e}", file=sys.stderr)
+        return exit_codes.USAGE
+    print(json.dumps(tpl.to_dict(), indent=1))
+    if fv.write:
+        write_template(path, tpl)
+        print(f"written to {path}", file=sys.stderr)
+    return exit_codes.OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
