@@ -39,6 +39,7 @@ def generator_samples(generator, n: int, seed: int = 0, batch: int = 50) -> np.n
     """``n`` random faces ``[n, R, R, 3]`` uint8 from ``generator`` (needs its mapping)."""
     import jax
     from pulse_jax import images
+    batch = min(batch, n)
     keys = jax.random.split(jax.random.PRNGKey(seed), -(-n // batch))
     out = [images.to_uint8(generator.sample(k, batch), "round") for k in keys]
     return np.concatenate(out)[:n]

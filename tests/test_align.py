@@ -1,0 +1,245 @@
+"""pulse_jax.align: detection, framing, the crop recipe, paste-back, bad input, folders.
+
+The faces are samples of our own shipped 64x64 generator (tests/data/align, committable),
+upscaled and placed into synthetic photos under known rotation, scale and shift beside
+another face. (benchmarks/align_eval.py does the same with real FFHQ faces.)
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pulse_jax import exit_codes, files
+from pulse_jax.align import (AlignError, AlignedFace, Refused, Template, align_photo,
+                             framing, load_photo, paste_back, quad as quads, template)
+from pulse_jax.align.command import align_main
+from pulse_jax.align.folder import align_folder
+from pulse_jax.align.landmarks import detect_faces
+
+DATA = pathlib.Path(__file__).parent / "data" / "align"
+
+
+def face(k: int, side: int = 256) -> Image.Image:
+    """Sample ``k`` of the shipped generator, upscaled bicubically to ``side``."""
+    return Image.open(DATA / f"utkface64_sample_{k}.png").convert("RGB").resize(
+        (side, side), Image.BICUBIC)
+
+
+def place(canvas: Image.Image, img: Image.Image, angle: float, at: tuple[int, int]) -> None:
+    mask = Image.new("L", img.size, 255).rotate(angle, Image.BICUBIC, expand=True)
+    canvas.paste(img.rotate(angle, Image.BICUBIC, expand=True), at, mask)
+
+
+def scene(k: int, angle: float, side: int, at: tuple[int, int],
+          size: tuple[int, int] = (900, 700)) -> tuple[np.ndarray, np.ndarray]:
+    """A photo with face ``k`` (rotated, ``side`` px) at ``at`` and another face beside it;
+    returns the photo and the target face's centre."""
+    canvas = Image.new("RGB", size, (70, 110, 150))
+    place(canvas, face((k + 1) % 3, 200), 0.0, (size[0] - 210, 10))
+    place(canvas, face(k, side), angle, at)
+    rot = side * (abs(np.cos(np.radians(angle))) + abs(np.sin(np.radians(angle))))
+    return np.asarray(canvas), np.array(at) + rot / 2
+
+
+def own_points(k: int, num: int = 5) -> np.ndarray:
+    """Face ``k``'s anchors in its own frame, [5, 2] in [0, 1]."""
+    f = detect_faces(np.asarray(face(k)), num)[0]
+    return framing.anchors((f.landmarks + 0.5) / 256)
+
+
+def target(results: list, centre: np.ndarray) -> AlignedFace:
+    """The aligned face nearest ``centre``; it must be there (within 15% of its crop)."""
+    faces = [r for r in results if isinstance(r, AlignedFace)]
+    best = min(faces, key=lambda f: np.hypot(*(quads.unit_to_photo([0.5, 0.5], f.quad)
+                                                - centre)))
+    off = np.hypot(*(quads.unit_to_photo([0.5, 0.5], best.quad) - centre))
+    assert off < 0.15 * quads.quad_size(best.quad), "the placed face was not found"
+    return best
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0 ** 2 / max(mse, 1e-12)))
+
+
+def test_importing_align_does_not_import_dlib():
+    code = "import sys, pulse_jax, pulse_jax.align; print('dlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("k, angle, side, at", [(0, 0.0, 256, (100, 150)),
+                                                (1, 20.0, 300, (200, 120)),
+                                                (2, -12.0, 256, (330, 300))])
+def test_known_framing_is_recovered(k, angle, side, at):
+    """Aligned to the face's own framing, the crop puts its landmarks where the template
+    says (within 2% of the crop) and looks like the original face."""
+    tpl = Template(name="own", points5=own_points(k))
+    photo, centre = scene(k, angle, side, at)
+    got = target(align_photo(photo, 256, template=tpl), centre)
+    pts = framing.anchors((detect_faces(got.image, 5)[0].landmarks + 0.5) / 256)
+    err = np.hypot(*(pts - tpl.points5).T)
+    assert err.mean() < 0.025  # dlib jitters by ~2% of the crop on these blurry faces
+    inner = slice(26, 230)
+    original = np.asarray(face(k))
+    assert psnr(got.image[inner, inner], original[inner, inner]) > 22
+
+
+def test_68_point_recipe_is_rotation_invariant():
+    photo0, c0 = scene(0, 0.0, 256, (100, 150))
+    photo1, c1 = scene(0, 25.0, 256, (200, 120))
+    a = target(align_photo(photo0, 128, num_landmarks=68), c0)
+    b = target(align_photo(photo1, 128, num_landmarks=68), c1)
+    assert psnr(a.image[13:115, 13:115], b.image[13:115, 13:115]) > 22
+
+
+def test_ffhq_quad_geometry():
+    """A frontal, upright face gives an axis-aligned square quad centred between the eyes
+    and the mouth, as NVIDIA's formula says."""
+    lm = np.zeros((68, 2))
+    lm[36:42] = [100, 100]
+    lm[42:48] = [140, 100]
+    lm[48], lm[54] = [105, 150], [135, 150]
+    quad, qsize = quads.ffhq_quad(lm)
+    # eye-to-eye 40, eye-to-mouth 50: half side max(80, 90) = 90, centre (120, 105)
+    assert qsize == pytest.approx(180)
+    np.testing.assert_allclose(quad, [[30, 15], [30, 195], [210, 195], [210, 15]])
+    np.testing.assert_allclose(quads.photo_to_unit(quads.unit_to_photo([0.3, 0.7], quad),
+                                                   quad), [0.3, 0.7])
+
+
+def test_paste_back_restores_the_photo():
+    photo, centre = scene(1, 20.0, 300, (200, 120))
+    got = target(align_photo(photo, 256), centre)
+    out = paste_back(photo, got.image, got.quad)
+    assert out.shape == photo.shape and out.dtype == np.uint8
+    ys, xs = np.mgrid[:photo.shape[0], :photo.shape[1]]
+    uv = quads.photo_to_unit(np.stack([xs, ys], -1), got.quad)
+    outside = (uv.min(-1) < 0) | (uv.max(-1) > 1)
+    inside = (uv.min(-1) > 0.05) & (uv.max(-1) < 0.95)
+    assert np.array_equal(out[outside], photo[outside])
+    assert psnr(out[inside], photo[inside]) > 30
+    # A face at another resolution (the generator's) goes back the same way.
+    small = np.asarray(Image.fromarray(got.image).resize((64, 64), Image.LANCZOS)) / 255.0
+    out64 = paste_back(photo, small, got.quad)
+    assert np.array_equal(out64[outside], photo[outside])
+    assert psnr(out64[inside], photo[inside]) > 20
+
+
+def test_no_face_and_unreadable_files(tmp_path):
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (300, 200), (90, 90, 90)).save(blank)
+    with pytest.raises(AlignError, match="no face found") as e:
+        align_photo(load_photo(blank), 64, path=blank)
+    assert e.value.path == blank
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(AlignError, match="cannot read") as e:
+        load_photo(bad)
+    assert "bad.jpg" in str(e.value)
+    with pytest.raises(AlignError, match="not found"):
+        load_photo(tmp_path / "missing.png")
+
+
+def test_small_and_cut_faces_are_refused():
+    photo, _ = scene(0, 0.0, 256, (100, 150))
+    (res,) = [r for r in align_photo(photo, 64, min_face_px=10_000) if r.box[0] < 500]
+    assert isinstance(res, Refused) and "too small" in str(res.error)
+    canvas = Image.new("RGB", (400, 400), (70, 110, 150))
+    place(canvas, face(0, 256), 0.0, (-60, -60))  # the face's corner is off the photo
+    results = align_photo(np.asarray(canvas), 64)
+    assert results and all(isinstance(r, Refused) for r in results)
+    assert "cut by the photo's border" in str(results[0].error)
+
+
+def test_huge_photo_is_detected_on_a_reduced_copy():
+    """8000x6000: the detector sees a copy reduced 5x; the crop comes from the full photo."""
+    big = Image.new("RGB", (8000, 6000), (120, 100, 90))
+    place(big, face(2, 1200), 10.0, (5000, 3000))
+    small = big.resize((1600, 1200), Image.BOX)
+    got_big = align_photo(np.asarray(big), 128)
+    got_small = align_photo(np.asarray(small), 128)
+    assert len(got_big) == len(got_small) == 1
+    np.testing.assert_allclose(got_big[0].quad / 5, got_small[0].quad, atol=0.02 * 1200 / 5)
+    assert psnr(got_big[0].image, got_small[0].image) > 25
+
+
+def test_template_round_trip_and_estimate(tmp_path):
+    faces = [np.asarray(Image.open(DATA / f"utkface64_sample_{k}.png").convert("RGB"))
+             for k in range(3)]
+    tpl = template.estimate_template(faces, "utkface64")
+    assert tpl.notes["measured"] == 3
+    # The shipped model frames faces wider than FFHQ: eyes about 0.39 of the frame apart.
+    assert 0.33 < tpl.notes["eye_distance"] < 0.45
+    back = framing.template_from_manifest({framing.MANIFEST_KEY: tpl.to_dict()})
+    np.testing.assert_allclose(back.points5, tpl.points5, atol=1e-5)
+    assert framing.template_from_manifest({}) is None
+
+
+def test_write_template_into_a_checkpoint(tmp_path):
+    import jax
+    import pulse_jax
+    from pulse_jax.weights import checkpoint as ckpt
+    config = pulse_jax.GeneratorConfig(resolution=8, fmap_base=32, fmap_max=8,
+                                       dlatent_size=8)
+    gen = pulse_jax.random_generator(config, jax.random.PRNGKey(0))
+    path = pulse_jax.save_generator(gen, tmp_path / "ck", dtype="float16",
+                                    extra={"licence": "test"})
+    tpl = Template(name="t", points5=framing.FFHQ_POINTS5)
+    template.write_template(path, tpl)
+    manifest = ckpt.read_manifest(path)
+    assert manifest["licence"] == "test"
+    assert manifest["arrays"]["params/synthesis/" + next(
+        k.split("/", 2)[2] for k in manifest["arrays"] if k.startswith("params/synthesis/"))
+    ]["dtype"] == "float16"
+    assert framing.template_from_manifest(manifest).name == "t"
+    pulse_jax.load_generator(path)
+
+
+def test_align_command_on_a_folder(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    photo, _ = scene(0, 10.0, 256, (100, 150))
+    Image.fromarray(photo).save(photos / "two.png")
+    Image.new("RGB", (200, 150), (90, 90, 90)).save(photos / "empty.jpg")
+    (photos / "broken.png").write_bytes(b"\x89PNG broken")
+    out = tmp_path / "out"
+    status = align_main([f"--input_dir={photos}", f"--output_dir={out}", "--size=64",
+                         "--lr_size=8", "--template=ffhq", "--checkpoint=default"],
+                        log=lambda m: None)
+    assert status == exit_codes.BAD_INPUT  # two photos fail, the good one is done
+    records = files.read_jsonl(out / "manifest.jsonl")
+    errors = {pathlib.Path(r["input"]).name: r["error"] for r in records if "error" in r}
+    assert set(errors) == {"empty.jpg", "broken.png"}
+    assert "no face found" in errors["empty.jpg"] and "broken.png" in errors["broken.png"]
+    faces = [r for r in records if "output" in r]
+    assert [r["face_index"] for r in faces] == [0, 1]
+    for r in faces:
+        assert pathlib.Path(r["output"]).name == f"two_{r['face_index']}.png"
+        assert Image.open(r["output"]).size == (64, 64)
+        assert Image.open(r["lr_output"]).size == (8, 8)
+        assert pathlib.Path(r["lr_output"]).parent == out / "lr"
+        assert np.array(r["quad"]).shape == (4, 2) and len(r["landmarks"]) == 5
+        json.dumps(r)
+    assert align_main(["--output_dir=x"], log=lambda m: None) == exit_codes.USAGE
+    assert align_main([f"--input_dir={photos}", f"--output_dir={out}", "--size=64",
+                       "--lr_size=7"], log=lambda m: None) == exit_codes.USAGE
+
+
+def test_lr_files_are_the_reference_downscale(tmp_path):
+    from pulse_jax import degrade, images
+    from pulse_jax.align.folder import lr_versions
+    crops = np.asarray(face(0, 64))[None]
+    lr = lr_versions(crops, 16)
+    want = np.clip(np.asarray(degrade.bicubic_downscale(crops / np.float32(255), 4)), 0, 1)
+    np.testing.assert_array_equal(lr, want)
+    images.save_png(tmp_path / "a.png", lr[0])
+    assert images.load_image(tmp_path / "a.png")[0].shape == (16, 16, 3)
