@@ -43,7 +43,7 @@ from absl import logging as absl_logging
 
 from pulse_jax import exit_codes
 
-__all__ = ["UsageError", "main", "upsample", "version"]
+__all__ = ["UsageError", "main", "run", "upsample", "version"]
 
 _USAGE = """\
 usage: pulse-jax COMMAND [flags]
@@ -324,29 +324,38 @@ def version() -> str:
     return f"pulse-jax {of('pulse-jax')} (jax {of('jax')}, jaxlib {of('jaxlib')}, Python {py})"
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    """The ``pulse-jax`` console script: ``argv`` defaults to ``sys.argv``; exits."""
-    argv = list(sys.argv if argv is None else argv)
-    if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
+def run(args: Sequence[str]) -> int:
+    """Runs ``pulse-jax ARGS...`` in this process and returns its exit status, for notebooks
+    and scripts: ``run(["convert", "--nvidia=ffhq.pkl"])``. Messages go to stderr."""
+    args = list(args)
+    if not args or args[0] in ("-h", "--help", "help"):
         print(_USAGE, end="")
-        sys.exit(exit_codes.OK if len(argv) >= 2 else exit_codes.USAGE)
-    if argv[1] in ("--version", "version"):
+        return exit_codes.OK if args else exit_codes.USAGE
+    if args[0] in ("--version", "version"):
         print(version())
-        sys.exit(exit_codes.OK)
-    cmd, rest = argv[1], argv[2:]
+        return exit_codes.OK
+    cmd, rest = args[0], args[1:]
     if cmd not in _COMMANDS:
         _err(f"unknown command {cmd!r}\n{_USAGE}")
-        sys.exit(exit_codes.USAGE)
+        return exit_codes.USAGE
     absl_logging.set_verbosity(absl_logging.WARNING)  # hide JAX's backend chatter
     try:
-        status = _COMMANDS[cmd](rest)
+        return _COMMANDS[cmd](rest)
+    except SystemExit as e:  # --help
+        return int(e.code or 0)
     except UsageError as e:
         _err(str(e))
-        status = exit_codes.USAGE
+        return exit_codes.USAGE
     except KeyboardInterrupt:
         _err("interrupted; rerun the same command to resume")
-        status = exit_codes.INTERRUPTED
-    sys.exit(status)
+        return exit_codes.INTERRUPTED
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """The ``pulse-jax`` console script: ``argv`` (default ``sys.argv``) is the program name
+    and :func:`run`'s arguments; exits with the status."""
+    argv = list(sys.argv if argv is None else argv)
+    sys.exit(run(argv[1:]))
 
 
 if __name__ == "__main__":
