@@ -194,7 +194,9 @@ def test_write_template_into_a_checkpoint(tmp_path):
     path = pulse_jax.save_generator(gen, tmp_path / "ck", dtype="float16",
                                     extra={"licence": "test"})
     tpl = Template(name="t", points5=framing.FFHQ_POINTS5)
+    arrays = (path / "arrays.npz").read_bytes()
     template.write_template(path, tpl)
+    assert (path / "arrays.npz").read_bytes() == arrays  # only the manifest changes
     manifest = ckpt.read_manifest(path)
     assert manifest["licence"] == "test"
     assert manifest["arrays"]["params/synthesis/" + next(

@@ -111,20 +111,10 @@ def estimate_template(faces: Iterable[np.ndarray], name: str, mirror: bool = Fal
 
 
 def write_template(checkpoint: str | os.PathLike, template: framing.Template) -> None:
-    """Stores ``template`` in ``checkpoint``'s manifest (``align_template``), rewriting the
-    checkpoint atomically with the same arrays (same storage dtype) and manifest fields."""
-    from pulse_jax import weights
+    """Stores ``template`` in ``checkpoint``'s manifest (``align_template``); the arrays are
+    not touched."""
     from pulse_jax.weights import checkpoint as ckpt
-    manifest = ckpt.read_manifest(checkpoint)
-    gen = weights.load_generator(checkpoint)
-    own = {"format", "format_version", "created", "config", "has_mapping", "has_gaussian_fit",
-           "arrays", "arrays_sha256", "sources"}
-    extra = {k: v for k, v in manifest.items() if k not in own}
-    extra[framing.MANIFEST_KEY] = template.to_dict()
-    dtype = next((v["dtype"] for k, v in manifest["arrays"].items()
-                  if k.startswith("params/")), "float32")
-    weights.save_generator(gen, checkpoint, sources=manifest.get("sources", ()),
-                           dtype=dtype, extra=extra)
+    ckpt.update_manifest(checkpoint, {framing.MANIFEST_KEY: template.to_dict()})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

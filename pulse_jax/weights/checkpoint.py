@@ -112,6 +112,24 @@ def read_manifest(path: os.PathLike) -> dict:
     return manifest
 
 
+# Manifest fields that describe the arrays; update_manifest never changes them.
+_OWN_FIELDS = ("format", "format_version", "created", "config", "has_mapping",
+               "has_gaussian_fit", "arrays", "arrays_sha256", "sources")
+
+
+def update_manifest(path: os.PathLike, extra: Mapping[str, Any]) -> dict:
+    """Adds or replaces ``extra`` fields (e.g. a framing template) in the manifest of the
+    checkpoint folder ``path``, atomically, leaving the arrays untouched; returns the new
+    manifest. The fields that describe the arrays cannot be changed this way."""
+    clash = sorted(set(extra) & set(_OWN_FIELDS))
+    if clash:
+        raise ValueError(f"update_manifest cannot change {clash}; save the generator instead")
+    path = pathlib.Path(path).expanduser()
+    manifest = {**read_manifest(path), **dict(extra)}
+    files.atomic_write_text(path / MANIFEST, json.dumps(manifest, indent=1))
+    return manifest
+
+
 def load_generator(path: os.PathLike, verify: bool = True) -> Generator:
     """Load a :class:`Generator` written by :func:`save_generator`.
 
