@@ -5,6 +5,8 @@ r"""The ``pulse-jax`` command: ``upsample``, ``convert``, ``info`` and ``merge``
   pulse-jax upsample --input_dir=input --output_dir=runs [--checkpoint=DIR]
                      [--config=experiments/configs/fast.py] [--config.search.steps=200 ...]
                      [--seed=N] [--print_config]
+  pulse-jax align --input_dir=photos --output_dir=aligned [--lr_size=32] [--checkpoint=DIR]
+                  [--landmarks=5|68] [--template=auto|ffhq|checkpoint]
   pulse-jax convert (--synthesis=synthesis.pt [--mapping=mapping.pt] | --nvidia=FILE.pkl)
                     [--gaussian_fit=gaussian_fit.pt] [--output=DIR]
   pulse-jax info [DIR] [--arrays]
@@ -19,6 +21,9 @@ two that exists). ``--config.distributed=True`` (or ``PULSE_JAX_DISTRIBUTED=1``)
 ``jax.distributed`` first (:mod:`pulse_jax.multihost`): every process runs the same command
 and process 0 merges the manifests and reports on all faces.
 
+``align`` (:mod:`pulse_jax.align`) detects every face in every photo, crops it the way the
+generator's training faces were framed and writes the crop, its LR version (``lr/``, ready
+for ``upsample``) and a manifest line with the transform that ``paste_back`` inverts.
 ``convert`` imports PULSE's PyTorch files or NVIDIA's pickle (no PyTorch or TensorFlow
 needed, no code from the files run) into a checkpoint folder, by default the cache's
 ``ffhq1024``; without a Gaussian fit file the fit is computed from ``--fit_samples``
@@ -50,6 +55,8 @@ usage: pulse-jax COMMAND [flags]
 
 commands:
   upsample   upsample LR faces (`pulse-jax upsample --help` lists the flags)
+  align      find the faces in photos and crop them as the generator's training faces
+             (needs the align extra: pip install "pulse-jax[align]")
   convert    convert official weights into a pulse-jax checkpoint
   info       print a checkpoint's manifest
   merge      merge the manifest parts of a multi-process run
@@ -307,7 +314,13 @@ def _merge(argv: Sequence[str]) -> int:
     return exit_codes.OK
 
 
-_COMMANDS = {"upsample": _upsample, "convert": _convert, "info": _info, "merge": _merge}
+def _align(argv: Sequence[str]) -> int:
+    from pulse_jax.align.command import align_main
+    return align_main(list(argv))
+
+
+_COMMANDS = {"upsample": _upsample, "align": _align, "convert": _convert, "info": _info,
+             "merge": _merge}
 
 
 def version() -> str:
