@@ -63,7 +63,7 @@ commands:
   version    print the versions of pulse-jax, jax and jaxlib (also --version)
 """
 _HELP = ("-h", "--help", "-help", "--helpshort")
-_SHORTHANDS = ("input_dir", "output_dir", "checkpoint", "seed")
+_SHORTHANDS = ("input_dir", "output_dir", "checkpoint", "seed", "align")
 
 
 class UsageError(Exception):
@@ -127,6 +127,9 @@ def _upsample_flags(argv: list[str]) -> flags.FlagValues:
     flags.DEFINE_string("checkpoint", None, "Generator checkpoint: a folder, ffhq1024 or "
                         "default (= --config.checkpoint).", flag_values=fv)
     flags.DEFINE_integer("seed", None, "Random seed (= --config.seed).", flag_values=fv)
+    flags.DEFINE_bool("align", None, "input_dir holds photos: align every face, upsample it "
+                      "and paste it back (= --config.align; needs the align extra).",
+                      flag_values=fv)
     flags.DEFINE_bool("print_config", False, "Print the resolved config and exit.",
                       flag_values=fv)
     return fv
@@ -154,15 +157,39 @@ def upsample(config, log: Callable[[str], None] = _log) -> int:
         raise UsageError(str(e) if "no generator checkpoint" in str(e)
                          else f"cannot load checkpoint {config.checkpoint or path}: {e}") from None
     log(f"pulse-jax: generator {path}")
+    inputs, aligned = config.input_dir, None
     try:
-        summary = batch.run_batch(gen, config.input_dir, config.output_dir, search_config,
-                                  options, log=log)
+        if config.align:
+            aligned = _align_photos(config, gen, path, log)
+            inputs = str(pathlib.Path(config.output_dir) / "aligned" / "lr")
+        summary = batch.run_batch(gen, inputs, config.output_dir, search_config, options,
+                                  log=log)
     except images.ImageError as e:
         raise UsageError(f"no inputs: {e}") from None
-    except ValueError as e:
+    except (ImportError, ValueError) as e:
         raise UsageError(str(e)) from None
     log(summary.format())
-    return batch.exit_status(summary)
+    status = batch.exit_status(summary)
+    if aligned is not None:
+        from pulse_jax.align import pipeline
+        log(pipeline.paste_results(config.output_dir, log).format())
+        if aligned.errors and status == exit_codes.OK:
+            status = exit_codes.BAD_INPUT
+    return status
+
+
+def _align_photos(config, gen, path: pathlib.Path, log: Callable[[str], None]):
+    """``--align``: the photos of ``config.input_dir`` aligned into ``output_dir/aligned``."""
+    from pulse_jax import weights
+    from pulse_jax.align import pipeline
+    lr_size = int(config.align_lr_size) or pipeline.default_lr_size(gen.resolution)
+    summary = pipeline.align_photos(config.input_dir, config.output_dir, gen.resolution,
+                                    lr_size, weights.read_manifest(path),
+                                    int(config.align_landmarks), log)
+    log(summary.format())
+    if not summary.faces:
+        raise ValueError(f"--align: no face could be aligned in {config.input_dir}")
+    return summary
 
 
 def _upsample(argv: Sequence[str]) -> int:

@@ -84,6 +84,9 @@ _OWN = dict(
     coordinator_address="",   # "" = auto-detect (TPU pods, SLURM, ...)
     num_processes=0,          # 0 = auto-detect
     process_id=-1,            # -1 = auto-detect
+    align=False,              # input_dir holds photos: align, upsample, paste back
+    align_lr_size=0,          # LR side of the aligned faces; 0 = resolution / 32, at least 8
+    align_landmarks=5,        # 5 (licence-clean, default) or 68 (the reference's recipe)
 )
 
 

@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         gen = weights.load_generator(path)
         faces = generator_samples(gen, fv.samples, fv.seed)
         tpl = estimate_template(faces, name=path.name, notes={
-            "source": f"generator samples (seed {fv.seed})", "checkpoint": str(path)})
+            "source": f"generator samples (seed {fv.seed}, {fv.samples} drawn)"})
     except (flags.Error, ValueError, OSError, ImportError) as e:
         print(f"pulse_jax.align.template: {e}", file=sys.stderr)
         return exit_codes.USAGE

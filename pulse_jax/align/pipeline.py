@@ -1,0 +1,112 @@
+"""Photos in, photos out: align every face, upsample the LR crops, paste the HR faces back.
+
+``pulse-jax upsample --align`` runs, in ``output_dir``:
+
+1. :func:`align_photos`: every face of every photo is aligned to the generator's framing
+   (the template stored in its checkpoint, else FFHQ's) into ``aligned/`` with its LR
+   version in ``aligned/lr/`` and ``aligned/manifest.jsonl``
+   (:func:`pulse_jax.align.folder.align_folder`);
+2. the batch search on ``aligned/lr`` (:func:`pulse_jax.batch.run_batch`), which writes
+   ``{photo}_{k}.png`` and its ``manifest.jsonl`` as for any LR folder;
+3. :func:`paste_results`: for every photo, each face's HR result is put back where its crop
+   came from (:func:`pulse_jax.align.paste.paste_back`), and the photo is written as
+   ``photos/{photo}.png``, with one line per photo in ``photos/manifest.jsonl`` linking it
+   to its faces: crop, LR, HR, l2 and success (or why a face has no result).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from typing import Callable, Optional
+
+from pulse_jax import files, images
+from pulse_jax.align import folder, framing, paste, photos
+
+__all__ = ["ALIGNED", "PHOTOS", "PasteSummary", "align_photos", "default_lr_size",
+           "paste_results"]
+
+ALIGNED = "aligned"
+PHOTOS = "photos"
+
+
+def default_lr_size(resolution: int) -> int:
+    """The LR side for a generator: ``resolution / 32`` as the reference's 1024 -> 32, but
+    at least 8 pixels (8 for the shipped 64x64 model)."""
+    return max(8, resolution // 32)
+
+
+def align_photos(photos_spec, output_dir: os.PathLike, resolution: int, lr_size: int,
+                 checkpoint_manifest: Optional[dict] = None, num_landmarks: int = 5,
+                 log: Optional[Callable[[str], None]] = None) -> folder.AlignSummary:
+    """Step 1: aligns the photos into ``{output_dir}/aligned`` for a generator of
+    ``resolution`` whose checkpoint manifest is ``checkpoint_manifest``."""
+    stored = None if checkpoint_manifest is None else framing.template_from_manifest(
+        checkpoint_manifest)
+    template = stored or framing.FFHQ
+    return folder.align_folder(photos_spec, pathlib.Path(output_dir) / ALIGNED, resolution,
+                               lr_size, template=template, num_landmarks=num_landmarks, log=log)
+
+
+@dataclasses.dataclass
+class PasteSummary:
+    """Counts of one :func:`paste_results` run."""
+
+    photos: int = 0
+    faces: int = 0
+    missing: int = 0   # aligned faces without an HR result
+
+    def format(self) -> str:
+        return (f"paste-back: {self.photos} photos written with {self.faces} faces replaced"
+                + (f"; {self.missing} faces had no result" if self.missing else ""))
+
+
+def _key(path) -> str:
+    return str(pathlib.Path(path).resolve())
+
+
+def _photo_faces(aligned: list[dict], results: dict[str, dict]) -> dict[str, list[dict]]:
+    """Per photo, its aligned faces with their batch record (``None`` if there is none)."""
+    per_photo: dict[str, list[dict]] = {}
+    for a in aligned:
+        if "error" in a or not a.get("lr_output"):
+            continue
+        per_photo.setdefault(a["input"], []).append(
+            {"align": a, "result": results.get(_key(a["lr_output"]))})
+    return per_photo
+
+
+def paste_results(output_dir: os.PathLike,
+                  log: Optional[Callable[[str], None]] = None) -> PasteSummary:
+    """Step 3: pastes every HR result of ``output_dir`` back into its photo (module doc)."""
+    from pulse_jax import manifest as batch_manifest
+    out = pathlib.Path(output_dir)
+    aligned = files.read_jsonl(out / ALIGNED / folder.MANIFEST)
+    results = {_key(r["input"]): r for r in batch_manifest.read_records(out) if "input" in r}
+    target = out / PHOTOS / "manifest.jsonl"
+    target.unlink(missing_ok=True)
+    summary = PasteSummary()
+    for photo_path, faces in _photo_faces(aligned, results).items():
+        photo = photos.load_photo(photo_path)
+        links = []
+        for f in faces:
+            a, r = f["align"], f["result"]
+            link = {"face_index": a["face_index"], "crop": a["output"], "lr": a["lr_output"]}
+            if r is None or not r.get("output"):
+                link["error"] = (r or {}).get("error", "no HR result (not searched yet, or it "
+                                                      "missed eps with write_failures=False)")
+                summary.missing += 1
+            else:
+                hr = images.load_image(r["output"])[0]
+                photo = paste.paste_back(photo, hr, a["quad"])
+                link.update(hr=r["output"], l2=r.get("l2"), success=r.get("success"))
+                summary.faces += 1
+            links.append(link)
+        written = images.save_png(out / PHOTOS / f"{pathlib.Path(photo_path).stem}.png", photo)
+        files.append_jsonl(target, {"input": photo_path, "output": str(written), "faces": links})
+        summary.photos += 1
+        if log is not None:
+            log(f"{photo_path} -> {written}: {sum('hr' in x for x in links)} of {len(links)} "
+                "faces replaced")
+    return summary
