@@ -263,6 +263,7 @@ def test_many_devices_match_one(own_targets, loop):
     np.testing.assert_array_equal(four.l2, one.l2)
 
 
+@pytest.mark.slow
 def test_spread_restarts_over_devices(own_targets):
     """One face's restarts on four devices: each device runs one restart, and the result is
     the one-device search's up to float rounding (the per-device batch shape differs)."""

@@ -330,6 +330,7 @@ def test_ema_inside_the_step(mesh1):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_resume_is_bit_identical(tmp_path, mesh1):
     data = data_lib.Dataset(toy_images(20), [str(i) for i in range(20)], "toy")
     kw = dict(sample_every=0, mesh=mesh1, keep_checkpoints=2)
