@@ -70,16 +70,6 @@ def _generator_facts(choice: str, log: Callable[[str], None]
     return int(manifest["config"]["resolution"]), manifest, str(path)
 
 
-def _template(choice: str, manifest: Optional[dict], path: str):
-    from pulse_jax.align import framing
-    stored = None if manifest is None else framing.template_from_manifest(manifest)
-    if choice == "checkpoint" and stored is None:
-        raise ValueError(f"checkpoint {path or '(none)'} stores no framing template; make one "
-                         "with python -m pulse_jax.align.template --checkpoint=DIR --write, "
-                         "or use --template=ffhq")
-    return framing.FFHQ if choice == "ffhq" or stored is None else stored
-
-
 def align_main(argv: list[str], log: Callable[[str], None] | None = None) -> int:
     """Runs ``pulse-jax align`` with ``argv`` (the flags after ``align``); returns the exit
     status. Problems with flags, checkpoint or inputs print one message and return 2."""
@@ -96,12 +86,11 @@ def align_main(argv: list[str], log: Callable[[str], None] | None = None) -> int
             raise ValueError(f"unexpected arguments {rest} (flags look like --input_dir=DIR)")
         if not fv.input_dir or not fv.output_dir:
             raise ValueError("--input_dir and --output_dir are required")
-        from pulse_jax import images
-        from pulse_jax.align import folder, landmarks
+        from pulse_jax.align import folder, framing, landmarks
         landmarks.load_dlib()
         landmarks.predictor_path(int(fv.landmarks))
         resolution, manifest, path = _generator_facts(fv.checkpoint, log)
-        template = _template(fv.template, manifest, path)
+        template = framing.template_for(manifest, fv.template, path)
         size = fv.size or resolution or 1024
         log(f"pulse-jax align: {size}x{size} crops, template {template.name}, "
             f"{fv.landmarks} landmarks" + (f", for {path}" if path else ""))

@@ -29,7 +29,7 @@ import numpy as np
 from pulse_jax.align import quad as quads
 
 __all__ = ["ANCHORS_68", "FFHQ", "FFHQ_POINTS5", "MANIFEST_KEY", "Template", "anchors",
-           "face_quad", "template_from_manifest"]
+           "face_quad", "template_for", "template_from_manifest"]
 
 #: The checkpoint manifest field that holds a generator's template (``Template.to_dict``).
 MANIFEST_KEY = "align_template"
@@ -108,6 +108,19 @@ def template_from_manifest(manifest: Mapping[str, Any]) -> Template | None:
     """The template a checkpoint manifest stores under :data:`MANIFEST_KEY`, or None."""
     d = manifest.get(MANIFEST_KEY)
     return None if d is None else Template.from_dict(d)
+
+
+def template_for(manifest: Mapping[str, Any] | None, choice: str = "auto",
+                 where: str = "") -> Template:
+    """The framing to align for a checkpoint whose manifest is ``manifest`` (None: no
+    checkpoint): ``choice`` "auto" (its stored template if it has one, else FFHQ's), "ffhq",
+    or "checkpoint" (its stored template; ValueError naming ``where`` if there is none)."""
+    stored = None if manifest is None else template_from_manifest(manifest)
+    if choice == "checkpoint" and stored is None:
+        raise ValueError(f"checkpoint {where or '(none)'} stores no framing template; make one "
+                         "with python -m pulse_jax.align.template --checkpoint=DIR --write, "
+                         "or use --template=ffhq")
+    return FFHQ if choice == "ffhq" or stored is None else stored
 
 
 def anchors(landmarks: np.ndarray) -> np.ndarray:

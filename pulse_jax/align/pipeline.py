@@ -42,11 +42,9 @@ def align_photos(photos_spec, output_dir: os.PathLike, resolution: int, lr_size:
                  log: Optional[Callable[[str], None]] = None) -> folder.AlignSummary:
     """Step 1: aligns the photos into ``{output_dir}/aligned`` for a generator of
     ``resolution`` whose checkpoint manifest is ``checkpoint_manifest``."""
-    stored = None if checkpoint_manifest is None else framing.template_from_manifest(
-        checkpoint_manifest)
-    template = stored or framing.FFHQ
     return folder.align_folder(photos_spec, pathlib.Path(output_dir) / ALIGNED, resolution,
-                               lr_size, template=template, num_landmarks=num_landmarks, log=log)
+                               lr_size, template=framing.template_for(checkpoint_manifest),
+                               num_landmarks=num_landmarks, log=log)
 
 
 @dataclasses.dataclass
