@@ -152,10 +152,12 @@ def upsample(config, log: Callable[[str], None] = _log) -> int:
     from pulse_jax import batch, images, weights
     try:
         path = weights.resolve_checkpoint(config.checkpoint, config.cache_dir, log)
+    except weights.CheckpointError as e:  # says how to get the weights
+        raise UsageError(str(e)) from None
+    try:
         gen = weights.load_generator(path)
     except (weights.CheckpointError, OSError, ValueError) as e:
-        raise UsageError(str(e) if "no generator checkpoint" in str(e)
-                         else f"cannot load checkpoint {config.checkpoint or path}: {e}") from None
+        raise UsageError(f"cannot load checkpoint {path}: {e}") from None
     log(f"pulse-jax: generator {path}")
     inputs, aligned = config.input_dir, None
     try:
