@@ -230,7 +230,7 @@ def _search_group(run: _Run, group: list[tuple[Face, np.ndarray, list[str]]], me
                 _save_frames(run.output_dir, [g[0] for g in part[p.faces[0]:p.faces[1]]],
                              p.render(), factor, p.step - 1, frame_w)
 
-        chunk = opts.batch_size * (1 if mesh is None else mesh.size)
+        chunk = search_lib.faces_per_call(len(part), opts.batch_size, mesh)
         try:
             run.bar.chunk_started()
             t0 = time.perf_counter()

@@ -42,9 +42,10 @@ from pulse_jax.search_config import (LOOPS, NOISE_TYPES, RETURN_IMAGES, SELECT_R
 from pulse_jax.search_steps import gaussianize, loss_and_grad, restart_keys
 
 __all__ = [
-    "LOOPS", "NOISE_TYPES", "NoisePlan", "Progress", "RETURN_IMAGES", "Result", "SELECT_RULES",
-    "OVERSHOOT", "SearchConfig", "UPCONVS", "check_generator", "check_lr_images", "gaussianize",
-    "loss_and_grad", "parse_bad_noise_layers", "restart_keys", "upsample", "upsample_chunks",
+    "LOOPS", "NOISE_TYPES", "NoisePlan", "OVERSHOOT", "Progress", "RETURN_IMAGES", "Result",
+    "SELECT_RULES", "SearchConfig", "UPCONVS", "check_generator", "check_lr_images",
+    "faces_per_call", "gaussianize", "loss_and_grad", "parse_bad_noise_layers", "restart_keys",
+    "upsample", "upsample_chunks",
 ]
 
 
@@ -136,6 +137,23 @@ def check_lr_images(generator: Generator, lr_images: np.ndarray) -> int:
     return factor
 
 
+def faces_per_call(n: int, batch_size: Optional[int] = None,
+                   mesh: Optional[jax.sharding.Mesh] = None,
+                   spread_restarts: bool = False) -> int:
+    """How many faces each compiled call of :func:`upsample_chunks` takes for ``n`` faces:
+    ``batch_size`` per device (all ``n`` over the devices when None), or with
+    ``spread_restarts`` ``batch_size`` per call. ValueError for a bad ``batch_size`` or
+    ``mesh``."""
+    ndev = 1 if mesh is None else mesh.devices.size
+    if mesh is not None and mesh.axis_names != ("faces",):
+        raise ValueError(f"mesh must have the single axis 'faces', got {mesh.axis_names}")
+    spread = bool(spread_restarts) and ndev > 1
+    per_call = (n if spread else -(-n // ndev)) if batch_size is None else int(batch_size)
+    if per_call < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    return per_call if spread else per_call * ndev
+
+
 def upsample(generator: Generator, lr_images: Any, config: SearchConfig = SearchConfig(),
              seed: int = 0, *, face_ids: Optional[Sequence[int]] = None,
              batch_size: Optional[int] = None,
@@ -202,14 +220,9 @@ def upsample_chunks(generator: Generator, lr_images: Any, config: SearchConfig =
     face_ids = list(range(n)) if face_ids is None else [int(f) for f in face_ids]
     if len(face_ids) != n:
         raise ValueError(f"face_ids has {len(face_ids)} entries for {n} faces")
+    bs = faces_per_call(n, batch_size, mesh, spread_restarts)
     ndev = 1 if mesh is None else mesh.devices.size
-    if mesh is not None and mesh.axis_names != ("faces",):
-        raise ValueError(f"mesh must have the single axis 'faces', got {mesh.axis_names}")
     spread = bool(spread_restarts) and ndev > 1
-    per_call = (n if spread else -(-n // ndev)) if batch_size is None else int(batch_size)
-    if per_call < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-    bs = per_call if spread else per_call * ndev
     if spread and (bs * config.restarts) % ndev:
         raise ValueError(f"spread_restarts: {bs} faces x {config.restarts} restarts do not "
                          f"divide over {ndev} devices; change restarts or batch_size")

@@ -325,7 +325,6 @@ def stages(spec: Spec, mesh: Optional[jax.sharding.Mesh], batch: int,
                         jax.jit(fin))
     ndev = mesh.devices.size
     local = batch // ndev
-    fin = lambda weights, ref, state: finalize(spec, weights, ref, state, n_faces // ndev)
     key_shape = jax.eval_shape(lambda: restart_keys(0, [0], 1))
     params_shape = jax.eval_shape(draw_b, jax.ShapeDtypeStruct((local,) + key_shape.shape[1:],
                                                               key_shape.dtype))
@@ -336,10 +335,12 @@ def stages(spec: Spec, mesh: Optional[jax.sharding.Mesh], batch: int,
         return jax.shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
 
     run_specs = (P(), P("faces"), sspec) if host else (P(), P("faces"), sspec, P())
-    if spread_restarts:
+    if spread_restarts:  # a face's restarts may span devices: finalize the whole batch
         fin = jax.jit(lambda weights, ref, state: finalize(spec, weights, ref, state, n_faces))
     else:
-        fin = jax.jit(smap(fin, (P(), P("faces"), sspec), P("faces")))
+        fin = jax.jit(smap(lambda weights, ref, state: finalize(spec, weights, ref, state,
+                                                                 n_faces // ndev),
+                           (P(), P("faces"), sspec), P("faces")))
     return assemble(
         jax.jit(smap(draw_b, P("faces"), P("faces"))),
         jax.jit(smap(init, (P("faces"), P("faces")), sspec)),
