@@ -273,7 +273,6 @@ def _convert(argv: Sequence[str]) -> int:
     if bool(fv.synthesis) == bool(fv.nvidia):
         raise UsageError("convert: give exactly one of --synthesis=synthesis.pt or "
                          "--nvidia=FILE.pkl")
-    import jax
     from pulse_jax import weights
     out = pathlib.Path(fv.output).expanduser() if fv.output else weights.ffhq_checkpoint()
     if out.exists() and not fv.overwrite:
@@ -286,21 +285,12 @@ def _convert(argv: Sequence[str]) -> int:
         raise UsageError(f"this importer is not available: {e}") from None
     except (ValueError, KeyError, TypeError, OSError) as e:
         raise UsageError(f"cannot convert: {e}") from None
-    extra = {}
-    if gen.gaussian_fit is None:
-        if not gen.has_mapping:
-            raise UsageError("no Gaussian fit: give --gaussian_fit=gaussian_fit.pt, or "
-                             "--mapping=mapping.pt to compute one")
-        _log(f"computing the Gaussian fit from {fv.fit_samples:,} mapping samples "
-             f"(seed {fv.fit_seed}) ...")
-        fit = weights.compute_gaussian_fit(gen.config, gen.params["mapping"],
-                                           jax.random.PRNGKey(fv.fit_seed),
-                                           num_samples=fv.fit_samples)
-        gen = gen.replace_gaussian_fit(fit["mean"], fit["std"])
-        extra["gaussian_fit"] = {"computed": True, "num_samples": fv.fit_samples,
-                                 "seed": fv.fit_seed}
-    weights.save_generator(gen, out, sources=sources, dtype=fv.dtype, extra=extra,
-                           overwrite=True)
+    from pulse_jax.weights.fetch import save_converted
+    try:
+        gen = save_converted(gen, out, sources, fit_samples=fv.fit_samples,
+                             fit_seed=fv.fit_seed, dtype=fv.dtype, log=_log)
+    except ValueError as e:  # no fit and no mapping network to compute one
+        raise UsageError(str(e)) from None
     c = gen.config
     print(f"wrote {out}: {c.resolution}x{c.resolution} generator, {c.num_layers} layers, "
           f"D={c.dlatent_size}, mapping {'yes' if gen.has_mapping else 'no'}")

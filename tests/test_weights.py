@@ -181,3 +181,28 @@ def test_shipped_default_model(monkeypatch):
     assert training["step"] * training["train_config"]["batch_size"] == training["images_seen"]
     x = np.asarray(gen.sample(jax.random.PRNGKey(0), 2))
     assert x.shape == (2, 64, 64, 3) and np.isfinite(x).all()
+
+
+def test_ffhq_generator_downloads_converts_once_then_loads(tmp_path):
+    """The notebooks' route to FFHQ: the first call fetches the pickle (here from a file://
+    address after one that fails), converts it into the cache with a computed fit; the second
+    only loads. The pickle is a small one with the real file's structure."""
+    from test_nvidia_pickle import write_pickle
+    from pulse_jax.weights import fetch
+    pkl, _ = write_pickle(tmp_path / "karras.pkl", tmp_path / "MARKER")
+    cache = tmp_path / "cache"
+    seen = []
+    urls = ((tmp_path / "missing.pkl").as_uri(), pkl.as_uri())
+    gen = fetch.ffhq_generator(str(cache), urls=urls, log=seen.append, fit_samples=2000)
+    assert any("failed" in m for m in seen) and any("converted into" in m for m in seen)
+    assert (cache / "downloads" / fetch.FFHQ_PICKLE).read_bytes() == pkl.read_bytes()
+    manifest = pulse_jax.weights.read_manifest(cache / "checkpoints" / "ffhq1024")
+    assert manifest["gaussian_fit"] == {"computed": True, "num_samples": 2000, "seed": 0}
+    assert [s["role"] for s in manifest["sources"]] == ["nvidia_pickle"]
+    seen.clear()
+    again = fetch.ffhq_generator(str(cache), urls=(), log=seen.append)
+    assert seen == []                                       # no download, no conversion
+    _assert_same_generator(again, gen)
+    with pytest.raises(OSError, match="could not download"):
+        fetch.download([(tmp_path / "nothing").as_uri()], tmp_path / "x.pkl", log=seen.append)
+    assert not (tmp_path / "x.pkl").exists() and not (tmp_path / "x.pkl.part").exists()

@@ -22,6 +22,7 @@ import numpy as np
 from pulse_jax.generator import Generator
 from pulse_jax.weights.checkpoint import CheckpointError, load_generator, read_manifest, save_generator
 from pulse_jax.weights.gaussian_fit import compute_gaussian_fit
+from pulse_jax.weights.fetch import ffhq_generator
 from pulse_jax.weights.locate import (DEFAULT_CHECKPOINT_ENV, cache_home, default_checkpoint_path,
                                       ffhq_checkpoint, how_to_get_weights, resolve_checkpoint)
 from pulse_jax.weights.pulse_state_dict import (StateDictError, infer_config, mapping_params,
@@ -29,7 +30,8 @@ from pulse_jax.weights.pulse_state_dict import (StateDictError, infer_config, ma
 
 __all__ = [
     "CheckpointError", "StateDictError", "cache_home", "compute_gaussian_fit",
-    "default_checkpoint_path", "default_generator", "ffhq_checkpoint", "from_pulse_state_dicts",
+    "default_checkpoint_path", "default_generator", "ffhq_checkpoint", "ffhq_generator",
+    "from_pulse_state_dicts",
     "how_to_get_weights", "import_nvidia", "import_pulse", "infer_config", "load_generator",
     "read_manifest", "resolve_checkpoint", "save_generator", "state_dict_shapes",
     "source_record",
