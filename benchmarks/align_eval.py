@@ -4,11 +4,13 @@ r"""How well ``pulse_jax.align`` recovers faces whose FFHQ alignment is known.
 
   python benchmarks/align_eval.py [--data=../shared/data/ffhq10] [--size=512]
   python benchmarks/align_eval.py --print_template   # FFHQ_POINTS5 in pulse_jax/align/framing.py
+  python benchmarks/align_eval.py --fit_ffhq5='faces/*.png'   # FFHQ_FROM_5, same file
 
 Every FFHQ face of ``--data`` (already aligned by NVIDIA's recipe) is placed into a larger
 synthetic photo under a known rotation, scale and shift, beside two smaller FFHQ faces, and
 the photo is aligned again with the 68-point recipe (the reference's) and the 5-point
-template fit (our default). For each it prints, per face and on average:
+recipe (our default: eyes and mouth estimated from 5 points). For each it prints, per face
+and on average:
 
 - landmark error: the 5-point model's points on the re-aligned crop against those on the
   original crop, mean over the 5 points, in % of the crop side;
@@ -23,6 +25,7 @@ stored. About a minute on 2 CPU cores.
 
 from __future__ import annotations
 
+import glob
 import pathlib
 
 import numpy as np
@@ -35,6 +38,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("data", "../shared/data/ffhq10", "folder of FFHQ-aligned faces")
 flags.DEFINE_integer("size", 512, "crop side")
 flags.DEFINE_bool("print_template", False, "estimate the FFHQ 5-point template and exit")
+flags.DEFINE_string("fit_ffhq5", None, "glob of face images (one face each, not --data's): "
+                    "fit the 5-point model of the FFHQ recipe's eyes and mouth, print it and exit")
 
 # (rotation degrees counter-clockwise, face side in the photo, top-left of the pasted face)
 PLACEMENTS = [(0.0, 600, (300, 250)), (17.0, 520, (700, 300)), (-23.0, 460, (150, 380)),
@@ -116,12 +121,19 @@ def evaluate(paths: list[pathlib.Path], size: int) -> None:
               f"5 vs 68: corners {corner:.2f}%, {rows[-1][5]:.1f} dB")
     m = np.nanmean(np.array(rows), axis=0)
     print(f"mean over {len(rows)} faces at {size}px: 68-point recipe: landmarks {m[0]:.2f}% "
-          f"of the crop, PSNR {m[1]:.1f} dB; 5-point template: {m[2]:.2f}%, {m[3]:.1f} dB; "
+          f"of the crop, PSNR {m[1]:.1f} dB; 5-point recipe: {m[2]:.2f}%, {m[3]:.1f} dB; "
           f"5 vs 68: corners {m[4]:.2f}% of the crop, PSNR {m[5]:.1f} dB")
 
 
 def main(argv: list[str]) -> None:
     del argv
+    if FLAGS.fit_ffhq5:
+        fit_paths = sorted(glob.glob(FLAGS.fit_ffhq5))
+        coef, used = template.fit_ffhq5(np.asarray(Image.open(p).convert("RGB"))
+                                        for p in fit_paths)
+        print(f"FFHQ_FROM_5 from {len(fit_paths)} images ({used} faces with mirrors):")
+        print(np.array2string(np.round(coef, 5), separator=", "))
+        return
     paths = sorted(pathlib.Path(FLAGS.data).glob("*.png"))
     if not paths:
         raise app.UsageError(f"no PNG faces in {FLAGS.data}")

@@ -5,8 +5,10 @@ A generator only works on faces framed like its training data. Two kinds of temp
 - ``"ffhq"``: NVIDIA's FFHQ framing (eye centres 0.25 of the crop apart at 0.477 of its
   height, mouth at 0.73, measured on ffhq10). With 68 landmarks the crop quad is the recipe's own
   (:func:`pulse_jax.align.quad.ffhq_quad`, bit-identical to the reference's
-  ``align_face.py``); with 5 landmarks the quad is the similarity that best puts the 5 points
-  on :data:`FFHQ_POINTS5`, their mean positions in FFHQ-aligned crops.
+  ``align_face.py``); with 5 landmarks the recipe's three inputs (the eye centres and the
+  mouth centre, which the 5-point model does not see) are estimated from the 5 points by a
+  linear model (:func:`ffhq_points_from_5`, :data:`FFHQ_FROM_5`) and fed to the same
+  formula, so each face keeps its own proportions instead of being fitted to a mean face.
 - ``"points"``: any other generator's framing as landmark positions in crop coordinates
   (u right, v down, in [0, 1] across the crop; :mod:`pulse_jax.align.quad`), fitted by a
   similarity. Estimated from a generator's own samples by :mod:`pulse_jax.align.template`
@@ -28,8 +30,9 @@ import numpy as np
 
 from pulse_jax.align import quad as quads
 
-__all__ = ["ANCHORS_68", "FFHQ", "FFHQ_POINTS5", "MANIFEST_KEY", "Template", "anchors",
-           "face_quad", "template_for", "template_from_manifest"]
+__all__ = ["ANCHORS_68", "FFHQ", "FFHQ_FROM_5", "FFHQ_POINTS5", "MANIFEST_KEY", "Template",
+           "anchors", "eye_frame", "face_quad", "ffhq_points_from_5", "template_for",
+           "template_from_manifest"]
 
 #: The checkpoint manifest field that holds a generator's template (``Template.to_dict``).
 MANIFEST_KEY = "align_template"
@@ -47,6 +50,19 @@ FFHQ_POINTS5 = np.array([[0.6752, 0.4753], [0.5730, 0.4849],
                          [0.5009, 0.6627]])
 FFHQ_POINTS5.setflags(write=False)
 
+#: The linear model from dlib's 5 points to the FFHQ recipe's eye centres and mouth centre,
+#: ``[3, 6]``: features ``[1, nose_u, nose_v]`` (:func:`eye_frame`) times this gives the
+#: real parts of (left eye, right eye, mouth) and then their imaginary parts, in the eye
+#: frame. Fitted by ``python benchmarks/align_eval.py --fit_ffhq5=GLOB``
+#: (:func:`pulse_jax.align.template.fit_ffhq5`): least squares, the 68-point model's points
+#: as targets, on 74 faces (37 aligned face crops from the example inputs of the GFPGAN and
+#: CodeFormer repositories, and their mirror images); ffhq10 is kept out of the fit to
+#: measure it. The 68-point model is not used at run time.
+FFHQ_FROM_5 = np.array([[-0.47538, 0.4697, 0.0051, -0.02758, -0.02273, 0.31249],
+                        [0.03578, 0.04317, 0.08346, 0.00216, -0.00629, -0.01792],
+                        [-0.03381, 0.03861, -0.0074, 0.02774, 0.01765, 0.93341]])
+FFHQ_FROM_5.setflags(write=False)
+
 
 @dataclasses.dataclass(frozen=True)
 class Template:
@@ -59,7 +75,8 @@ class Template:
         model places them.
       points68: ``[5, 2]`` the same anchors as the 68-point model places them (used with 68
         landmarks); ``None``: ``points5`` serves both.
-      recipe: ``"ffhq"`` (68 landmarks use NVIDIA's quad) or ``"points"`` (always a fit).
+      recipe: ``"ffhq"`` (NVIDIA's quad: from 68 landmarks, or from the eyes and mouth
+        estimated from 5) or ``"points"`` (always a similarity fit to the anchors).
       notes: how it was obtained (free JSON-able fields: samples, faces found, source ...).
     """
 
@@ -133,6 +150,36 @@ def anchors(landmarks: np.ndarray) -> np.ndarray:
     raise ValueError(f"expected [5, 2] or [68, 2] landmarks, got {lm.shape}")
 
 
+def eye_frame(landmarks5: np.ndarray) -> tuple[complex, complex, np.ndarray]:
+    """The frame :data:`FFHQ_FROM_5` works in, from dlib's 5 points (``[5, 2]`` photo pixels).
+
+    Points are complex numbers ``x + i y``. The origin ``o`` is the midpoint of the two eyes'
+    corner midpoints, the unit ``d`` the vector from the image-left eye's corner midpoint to
+    the image-right one's, so a point ``p`` has frame coordinates ``(p - o) / d``: the same
+    for a face however it is turned, scaled or shifted.
+
+    Returns:
+      ``(o, d, features)``; features ``[3]`` = ``[1, nose_u, nose_v]``, the base of the nose
+      in the frame.
+    """
+    z = np.asarray(landmarks5, np.float64) @ np.array([1, 1j])
+    right, left = (z[0] + z[1]) / 2, (z[2] + z[3]) / 2
+    o, d = (left + right) / 2, right - left
+    if d == 0:
+        raise ValueError("the two eyes' landmarks coincide")
+    nose = (z[4] - o) / d
+    return complex(o), complex(d), np.array([1.0, nose.real, nose.imag])
+
+
+def ffhq_points_from_5(landmarks5: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Estimates of the FFHQ recipe's left eye centre, right eye centre and mouth centre
+    (each ``[2]`` photo pixels) from dlib's 5 points ``[5, 2]``, by :data:`FFHQ_FROM_5`."""
+    o, d, features = eye_frame(landmarks5)
+    y = features @ FFHQ_FROM_5
+    pts = o + d * (y[:3] + 1j * y[3:])
+    return tuple(np.array([p.real, p.imag]) for p in pts)
+
+
 def face_quad(landmarks: np.ndarray, template: Template = FFHQ) -> tuple[np.ndarray, float]:
     """The crop quad (TL, BL, BR, TR photo pixels ``[4, 2]``) and its side for one face.
 
@@ -146,6 +193,8 @@ def face_quad(landmarks: np.ndarray, template: Template = FFHQ) -> tuple[np.ndar
     lm = np.asarray(landmarks, np.float64)
     if template.recipe == "ffhq" and lm.shape == (68, 2):
         return quads.ffhq_quad(lm)
+    if template.recipe == "ffhq" and lm.shape == (5, 2):
+        return quads.ffhq_quad_from_points(*ffhq_points_from_5(lm))
     target = template.points68 if lm.shape == (68, 2) and template.points68 is not None \
         else template.points5
     quad = quads.quad_from_similarity(anchors(lm), target)

@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ffhq_quad", "photo_to_unit", "quad_from_similarity", "quad_size",
+__all__ = ["ffhq_quad", "ffhq_quad_from_points", "photo_to_unit", "quad_from_similarity", "quad_size",
            "similarity_fit", "unit_to_photo"]
 
 
 def ffhq_quad(landmarks68: np.ndarray) -> tuple[np.ndarray, float]:
     """NVIDIA's FFHQ crop quad from dlib's 68 landmarks (the reference's arithmetic).
 
-    Eyes are the means of points 36-41 and 42-47, the mouth corners points 48 and 54. With
-    ``e`` the eyes' midpoint, ``e2e`` left eye to right eye and ``e2m`` eyes to mouth: the
-    crop's x axis is ``e2e`` turned towards the perpendicular of ``e2m``, of half-length
-    ``max(2 |e2e|, 1.8 |e2m|)``; y is x turned 90 degrees; the centre is ``e + 0.1 e2m``.
+    Eyes are the means of points 36-41 and 42-47, the mouth corners points 48 and 54; the
+    quad is :func:`ffhq_quad_from_points` of those.
 
     Args:
       landmarks68: ``[68, 2]`` photo pixels.
@@ -38,12 +36,27 @@ def ffhq_quad(landmarks68: np.ndarray) -> tuple[np.ndarray, float]:
     lm = np.asarray(landmarks68, np.float64)
     if lm.shape != (68, 2):
         raise ValueError(f"expected [68, 2] landmarks, got {lm.shape}")
-    eye_left = np.mean(lm[36:42], axis=0)
-    eye_right = np.mean(lm[42:48], axis=0)
+    return ffhq_quad_from_points(np.mean(lm[36:42], axis=0), np.mean(lm[42:48], axis=0),
+                                 (lm[48] + lm[54]) * 0.5)
+
+
+def ffhq_quad_from_points(eye_left: np.ndarray, eye_right: np.ndarray,
+                          mouth: np.ndarray) -> tuple[np.ndarray, float]:
+    """NVIDIA's FFHQ crop quad from the two eye centres and the mouth centre (``[2]`` photo
+    pixels each; ``eye_left`` is the one on the image's left).
+
+    With ``e`` the eyes' midpoint, ``e2e`` left eye to right eye and ``e2m`` eyes to mouth: the
+    crop's x axis is ``e2e`` turned towards the perpendicular of ``e2m``, of half-length
+    ``max(2 |e2e|, 1.8 |e2m|)``; y is x turned 90 degrees; the centre is ``e + 0.1 e2m``.
+
+    Returns:
+      ``(quad [4, 2], qsize)``: the quad (TL, BL, BR, TR) and its side in pixels.
+    """
+    eye_left = np.asarray(eye_left, np.float64)
+    eye_right = np.asarray(eye_right, np.float64)
     eye_avg = (eye_left + eye_right) * 0.5
     eye_to_eye = eye_right - eye_left
-    mouth_avg = (lm[48] + lm[54]) * 0.5
-    eye_to_mouth = mouth_avg - eye_avg
+    eye_to_mouth = np.asarray(mouth, np.float64) - eye_avg
     x = eye_to_eye - np.flipud(eye_to_mouth) * [-1, 1]
     x /= np.hypot(*x)
     x *= max(np.hypot(*eye_to_eye) * 2.0, np.hypot(*eye_to_mouth) * 1.8)

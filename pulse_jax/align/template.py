@@ -29,7 +29,7 @@ from PIL import Image
 
 from pulse_jax.align import framing, landmarks
 
-__all__ = ["estimate_template", "framing_summary", "generator_samples", "main",
+__all__ = ["estimate_template", "fit_ffhq5", "framing_summary", "generator_samples", "main",
            "write_template"]
 
 _DETECT_SIDE = 256
@@ -108,6 +108,40 @@ def estimate_template(faces: Iterable[np.ndarray], name: str, mirror: bool = Fal
             **(framing_summary(np.stack(full68)) if full68 else {}), **(notes or {})}
     return framing.Template(name=name, points5=_trimmed_mean(np.stack(p5)),
                             points68=_trimmed_mean(np.stack(p68)), notes=info)
+
+
+def fit_ffhq5(faces: Iterable[np.ndarray], mirror: bool = True) -> tuple[np.ndarray, int]:
+    """Fits :data:`~pulse_jax.align.framing.FFHQ_FROM_5` on faces (any framing; the fit
+    works in each face's own eye frame).
+
+    Each face (and, with ``mirror``, its mirror image) gets both dlib models' landmarks; the
+    targets are the FFHQ recipe's eye centres (means of 68-point 36-41 and 42-47) and mouth
+    centre (mean of 48 and 54), in the frame of :func:`~pulse_jax.align.framing.eye_frame`,
+    and the least-squares coefficients map its features to them.
+
+    Args:
+      faces: ``[R, R, 3]`` uint8 images with one main face each.
+      mirror: also use each face's mirror image (the fit comes out left-right symmetric).
+
+    Returns:
+      ``(coefficients [3, 6], faces used)``. ValueError if under 6 faces are measured.
+    """
+    xs, ys = [], []
+    for face in faces:
+        for flip in (False, True) if mirror else (False,):
+            img = np.ascontiguousarray(face[:, ::-1]) if flip else face
+            a, b = _landmarks_of(img, 5), _landmarks_of(img, 68)
+            if a is None or b is None:
+                continue
+            o, d, features = framing.eye_frame(a)
+            z = b @ np.array([1, 1j])
+            targets = np.array([z[36:42].mean(), z[42:48].mean(), (z[48] + z[54]) / 2])
+            xs.append(features)
+            ys.append(np.concatenate([((targets - o) / d).real, ((targets - o) / d).imag]))
+    if len(xs) < 6:
+        raise ValueError(f"only {len(xs)} faces measured; the fit needs at least 6")
+    coef, *_ = np.linalg.lstsq(np.array(xs), np.array(ys), rcond=None)
+    return coef, len(xs)
 
 
 def write_template(checkpoint: str | os.PathLike, template: framing.Template) -> None:
