@@ -136,3 +136,17 @@ def test_observation_errors(gen, starts):
     for y, deg, match in cases:
         with pytest.raises(ValueError, match=match):
             search.upsample(gen, y, ONE, degradation=deg)
+
+
+@pytest.mark.slow
+def test_per_face_operators_shard_over_devices(gen):
+    """Each device holds its faces' operators: the same bits as one device."""
+    rng = np.random.default_rng(0)
+    y = rng.random((3, R, R, 1)).astype(np.float32)
+    ops = [D.compose(D.mask(rng.random((R, R)) > 0.5), D.gray()) for _ in range(3)]
+    cfg = SearchConfig(steps=3, restarts=2)
+    one = search.upsample(gen, y, cfg, seed=0, batch_size=1, degradation=ops)
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:2]), ("faces",))
+    two = search.upsample(gen, y, cfg, seed=0, batch_size=1, mesh=mesh, degradation=ops)
+    np.testing.assert_array_equal(one.hr, two.hr)
+    np.testing.assert_array_equal(one.l2, two.l2)
