@@ -17,6 +17,11 @@ Faces are searched in chunks of ``batch_size`` (per device), the last one padded
 :func:`upsample_chunks` yields each chunk's :class:`Result` as soon as it is done (the
 batch runner writes faces from it), :func:`upsample` returns them all at once.
 
+What is matched: by default the reference's bicubic downscale of the generated face
+against the LR input; ``degradation=`` takes any forward model of :mod:`pulse_jax.degrade`
+(blur, other downscales, gray, masks, a noise model; one per face if need be), and then the
+input is its observation and ``l2``/``success`` are measured there (docs/degradations.md).
+
 Randomness: restart ``r`` of the face with index ``i`` in the request (or ``face_ids[i]``)
 draws from ``fold_in(fold_in(PRNGKey(seed), face_id), r)``, so duplicates differ and a
 face's start does not depend on the other faces. Bitwise equality of whole runs also

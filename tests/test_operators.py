@@ -226,3 +226,23 @@ def test_parse_rejects_non_strings_and_empty_masks(tmp_path):
         D.parse(f"mask(file={tmp_path / 'black.png'})")
     with pytest.raises(ValueError, match="has no mask yet"):
         D.mask()(X)
+
+
+def test_loss_terms_in_observation_space():
+    """The loss reads each row's operator from an Observation: mask-normalised L2 and L1
+    with floors eps + sigma^2 and eps + sigma sqrt(2/pi)."""
+    from pulse_jax import losses
+    m = RNG.random((12, 12)) > 0.5
+    op = D.compose(D.downscale(2, "area"), D.mask(m), D.noise(0.05))
+    y = np.asarray(op(X)) + 0.01 * RNG.standard_normal((2, 12, 12, 3)).astype(np.float32)
+    obs = D.Observation(jnp.asarray(y), D.per_row(op, 2))
+    loss = losses.make_loss("1*L2+1*L1", 1e-3, D.make_degradation("bicubic", 2))
+    far = X + 0.3  # far from the observation: both terms above their floors
+    _, terms, lr = loss(jnp.asarray(far), obs, jnp.zeros((2, 1, 4)))
+    d = (np.asarray(op(far)) - y) * m[None, :, :, None]
+    np.testing.assert_allclose(terms["L2"], (d ** 2).sum((1, 2, 3)) / (3 * m.sum()), rtol=1e-5)
+    np.testing.assert_allclose(terms["L1"], 10 * np.abs(d).sum((1, 2, 3)) / (3 * m.sum()),
+                               rtol=1e-5)
+    _, near, _ = loss(jnp.asarray(X), obs, jnp.zeros((2, 1, 4)))  # within the noise: floors
+    np.testing.assert_allclose(near["L2"], 1e-3 + 0.05 ** 2, rtol=1e-6)
+    np.testing.assert_allclose(near["L1"], 10 * (1e-3 + 0.05 * np.sqrt(2 / np.pi)), rtol=1e-6)
