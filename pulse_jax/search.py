@@ -49,8 +49,9 @@ from pulse_jax.search_steps import gaussianize, loss_and_grad, restart_keys
 __all__ = [
     "LOOPS", "NOISE_TYPES", "NoisePlan", "OVERSHOOT", "Progress", "RETURN_IMAGES", "Result",
     "SELECT_RULES", "SearchConfig", "UPCONVS", "check_generator", "check_lr_images",
-    "check_observations", "faces_per_call", "resolve_degradation", "gaussianize", "loss_and_grad", "parse_bad_noise_layers", "restart_keys",
-    "upsample", "upsample_chunks",
+    "check_observations", "faces_per_call", "gaussianize", "loss_and_grad",
+    "parse_bad_noise_layers", "resolve_degradation", "restart_keys", "upsample",
+    "upsample_chunks",
 ]
 
 

@@ -70,7 +70,8 @@ def test_gray_observations_and_bad_shapes(tmp_path):
     s, recs, _ = _run(inp, out, deg, save_lr=True, save_contact_sheet=True)
     r = recs["gray"]
     assert "error" not in r, r
-    assert r["degradation"] == "blur(sigma=1)|downscale(factor=4,kernel=area)|gray(weights=601)|noise(sigma=0.02)"
+    assert r["degradation"] == ("blur(sigma=1)|downscale(factor=4,kernel=area)|"
+                                "gray(weights=601)|noise(sigma=0.02)")
     assert r["eps_effective"] == pytest.approx(CFG.eps + 0.02 ** 2)
     assert r["success"] == (r["l2"] <= r["eps_effective"])
     assert "one channel kept" in " ".join(r["notes"])

@@ -41,7 +41,7 @@ from pulse_jax.degrade.downscale import (DEGRADATIONS, _check_factor, area_downs
 __all__ = [
     "GRAY_WEIGHTS", "Blur", "Compose", "Downscale", "Gray", "Mask", "Noise", "Operator",
     "adjoint", "blur", "blur_kernel", "compose", "downscale", "flatten", "gaussian_psf",
-    "gray", "mask", "noise", "stack",
+    "gray", "mask", "noise", "read_psf", "stack",
 ]
 
 #: Luma weights (R, G, B) of ITU-R BT.601 and BT.709.
