@@ -10,7 +10,8 @@ image downscales back to it, by projected gradient descent on spheres from rando
 
 Modules: ``stylegan`` (the generator, pure functions of params), ``convs`` (its
 convolutions: direct and sub-pixel upsampling, prepared kernels), ``generator`` (the
-``Generator`` pytree), ``degrade`` (the reference's bicubic downscale), ``losses`` (L2, L1,
+``Generator`` pytree), ``degrade`` (the reference's bicubic downscale and the other
+forward models: blur, gray, masks, noise; ``degrade.parse``), ``losses`` (L2, L1,
 GEOCROSS, loss strings), ``optim`` (sphere projection, torch-semantics optimizers, PULSE's
 schedules), ``search`` (the PULSE loop; its settings in ``search_config``, its compiled
 pieces in ``search_steps``), ``weights`` (safe import of PULSE's .pt and NVIDIA's .pkl, our

@@ -27,7 +27,10 @@ The pipeline, for every process:
    recorded as bad is not retried until its bytes change. Output options (``save_lr``,
    contact sheets, intermediates) are not hashed: turning one on does not redo a batch.
 3. **Load.** Every face to do is loaded and validated (``images.load_image``); a bad input is
-   recorded at once and the batch goes on.
+   recorded at once and the batch goes on. With a ``degradation`` (docs/degradations.md) the
+   input must have the shape the operator makes of the generator's images, and with
+   ``mask()`` its mask ``{stem}_mask.png`` is read from beside it; a missing or wrong mask is
+   that face's bad input.
 4. **Search.** Faces are grouped by LR size and each group goes to
    :func:`pulse_jax.search.upsample_chunks`, which searches ``batch_size * devices`` faces at
    a time, sharded over the local devices (mesh axis ``"faces"``), the last chunk padded.
@@ -54,10 +57,14 @@ Manifest records (one JSON line per face)::
     {"input": "input/a.png", "name": "a", "face_id": 0, "output": "runs/a.png",
      "l2": 0.0017, "success": true, "eps": 0.002, "seed": 0, "restart": 1,
      "restart_l2": [0.0031, 0.0017], "steps": 100, "restarts": 2, "wall_s": 5.2,
-     "config_hash": "3c1f...", "input_sha256": "...", "lr_size": 32, "factor": 32, ...}
+     "config_hash": "3c1f...", "input_sha256": "...", "lr_size": 32, "factor": 32,
+     "degradation": "downscale(factor=32,kernel=bicubic)", ...}
 
 ``l2`` is the mean squared error, in [0, 1] units, of the saved HR's bicubic downscale against
-the input; ``success`` is ``l2 <= eps``. ``wall_s`` is the wall time of the chunk that
+the input (with a ``degradation``: of its degradation, over the observed pixels); ``success``
+is ``l2 <= eps`` (``eps_effective = eps + sigma^2`` with a noise model). ``degradation``
+names the operator (``downscale(factor=F,kernel=bicubic)`` by default); per-face masks add
+``mask`` and ``mask_sha256``. ``wall_s`` is the wall time of the chunk that
 produced the face (faces searched together share it). Unlike the reference, which writes an
 image only on success, the HR is written for every face (``write_failures=False`` restores the
 reference: no file, ``"output": null``). A bad input gets ``{"input", "name", "face_id",
@@ -72,6 +79,7 @@ missed eps. (Status 2, usage/configuration/weights errors, belongs to the comman
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -85,7 +93,7 @@ from typing import Any, Optional
 import jax
 import numpy as np
 
-from pulse_jax import files, images, multihost, pictures
+from pulse_jax import degrade, files, images, multihost, pictures
 from pulse_jax.devices import faces_mesh
 from pulse_jax import search as search_lib
 from pulse_jax.faces import Face, at_least_one, plan_faces
@@ -119,6 +127,13 @@ class BatchOptions:
       write_failures: write the HR of faces that missed eps (the reference does not).
       merge_timeout_s: how long processes wait for each other before process 0 merges.
       progress: show a progress bar on stderr (``TQDM_DISABLE=1`` also hides it).
+      degradation: the forward model, a :func:`pulse_jax.degrade.parse` string
+        (docs/degradations.md), e.g. ``"blur(sigma=1.5)|downscale(factor=8,kernel=bicubic)"``;
+        "" (default) is the reference's bicubic downscale with the factor of each input's
+        size. With ``mask()`` each face's mask is read from ``{stem}_mask.png`` beside its
+        input (those files are not faces); a face whose mask is missing or of the wrong size
+        is recorded as a bad input. Inputs must have the shape the degradation makes of the
+        generator's images (a gray one: a grayscale file).
     """
 
     seed: int = 0
@@ -131,8 +146,11 @@ class BatchOptions:
     write_failures: bool = True
     merge_timeout_s: float = 7 * 24 * 3600.0
     progress: bool = True
+    degradation: str = ""
 
     def __post_init__(self):
+        if self.degradation:
+            degrade.parse(self.degradation)  # a bad string fails here, before any face
         at_least_one("batch_size", self.batch_size)
         at_least_one("duplicates", self.duplicates)
         if not self.merge_timeout_s > 0:
@@ -152,7 +170,11 @@ class _Run:
                  process: tuple[int, int], log: Callable[[str], None]):
         self.generator, self.output_dir, self.cfg, self.options = generator, output_dir, cfg, options
         self.pi, self.pc = process
-        self.hash = config_hash(generator, cfg, options.seed)
+        self.op = degrade.parse(options.degradation) if options.degradation else None
+        self.masks = _needs_masks(self.op)
+        self.mask_shas: dict[pathlib.Path, Optional[str]] = {}
+        self.hash = config_hash(generator, cfg, options.seed,
+                                "" if self.op is None else degradation_fingerprint(self.op))
         self.manifest = output_dir / (MANIFEST if self.pc == 1 else part_name(*process))
         self.summary = Summary(faces=len(faces), config_hash=self.hash,
                                output_dir=str(output_dir), process_index=self.pi,
@@ -168,6 +190,7 @@ class _Run:
     def record(self, f: Face, rec: dict) -> None:
         rec = {"input": str(f.input), "name": f.name, "face_id": f.face_id, **rec,
                "config_hash": self.hash, "input_sha256": self.shas.get(f.input),
+               **({"mask_sha256": self.mask_shas.get(f.input)} if self.masks else {}),
                "process": self.pi, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         files.append_jsonl(self.manifest, rec)
         self.finished[f.name] = rec
@@ -186,7 +209,10 @@ def _resume(run: _Run, mine: list[Face]) -> list[Face]:
     todo = []
     for f in mine:
         sha = run.shas.setdefault(f.input, _sha256_file(f.input))
-        prev = [r for r in by_name.get(f.name, []) if _complete(r, run.hash, sha, run.output_dir)]
+        if run.masks:
+            run.mask_shas.setdefault(f.input, _sha256_file(mask_path(f.input)))
+        prev = [r for r in by_name.get(f.name, []) if _complete(r, run.hash, sha, run.output_dir)
+                and r.get("mask_sha256") == run.mask_shas.get(f.input)]
         if prev:
             run.finished[f.name] = prev[-1]
             run.summary.skipped += 1
@@ -201,21 +227,84 @@ def _resume(run: _Run, mine: list[Face]) -> list[Face]:
     return todo
 
 
-def _load(run: _Run, todo: list[Face]) -> dict[int, list[tuple[Face, np.ndarray, list[str]]]]:
-    """Good faces grouped by LR size, in order; bad inputs are recorded (step 3)."""
-    groups: dict[int, list[tuple[Face, np.ndarray, list[str]]]] = {}
+_Loaded = tuple[Face, np.ndarray, list[str], Optional[degrade.Operator]]
+
+
+def _load(run: _Run, todo: list[Face]) -> dict[Any, list[_Loaded]]:
+    """Good faces (with their operator, None for the default) grouped by LR shape, in
+    order; bad inputs are recorded (step 3)."""
+    groups: dict[Any, list[_Loaded]] = {}
     for f in todo:
         try:
-            x, notes = images.load_image(f.input, resolution=run.generator.resolution)
+            if run.op is None:
+                x, notes = images.load_image(f.input, resolution=run.generator.resolution)
+                op = None
+            else:
+                x, notes = images.load_image(f.input)
+                op, x = _face_operator(run, f, x, notes)
         except images.ImageError as e:
             run.bad(f, str(e), "input")
             run.bar.faces_done(1)
             continue
-        groups.setdefault(x.shape[0], []).append((f, x, list(notes)))
+        groups.setdefault(x.shape[0] if op is None else x.shape, []).append((f, x, list(notes), op))
     return groups
 
 
-def _search_group(run: _Run, group: list[tuple[Face, np.ndarray, list[str]]], mesh) -> None:
+def mask_path(input_path: pathlib.Path) -> pathlib.Path:
+    """Where the runner looks for a face's mask: ``{stem}_mask.png`` beside its input."""
+    return input_path.with_name(f"{input_path.stem}_mask.png")
+
+
+def degradation_fingerprint(op: degrade.Operator) -> str:
+    """The operator's description and the SHA-256 of its arrays (a PSF's, a mask file's)."""
+    leaves = [np.ascontiguousarray(np.asarray(x, np.float32))
+              for x in jax.tree_util.tree_leaves(op)]
+    return op.describe() + "|" + hashlib.sha256(b"".join(x.tobytes() for x in leaves)).hexdigest()
+
+
+def _needs_masks(op: Optional[degrade.Operator]) -> bool:
+    """Whether ``op`` has the ``mask()`` placeholder (masks read per face)."""
+    return op is not None and any(isinstance(o, degrade.Mask) and o.mask is None
+                                  for o in degrade.flatten(op))
+
+
+def _face_operator(run: _Run, f: Face, x: np.ndarray,
+                   notes: list[str]) -> tuple[degrade.Operator, np.ndarray]:
+    """The face's operator (its mask read from ``{stem}_mask.png`` for ``mask()``) and its
+    observation with the channels the operator makes; ImageError naming the problem."""
+    ops = list(degrade.flatten(run.op))
+    for i, o in enumerate(ops):
+        if isinstance(o, degrade.Mask) and o.mask is None:
+            mp = mask_path(f.input)
+            if not mp.is_file():
+                raise images.ImageError(f.input, f"the degradation has mask() but its mask "
+                                                 f"{mp.name} is missing beside it")
+            try:
+                ops[i] = o.filled(degrade.read_mask(str(mp)).mask)  # still "mask()": one
+                # structure for every face, so their operators stack
+            except ValueError as e:
+                raise images.ImageError(f.input, str(e)) from None
+    op = degrade.compose(*ops)
+    r, c = run.generator.resolution, run.generator.config.num_channels
+    try:
+        want = op.out_shape((1, r, r, c))[1:]
+    except ValueError as e:
+        raise images.ImageError(f.input, str(e)) from None
+    if want[-1] == 1 and x.shape[-1] == 3:
+        if np.ptp(x, axis=-1).max() > 1.5 / 255:
+            raise images.ImageError(f.input, f"the degradation {op.describe()!r} observes one "
+                                             "gray channel but this image has color")
+        x = x[..., :1]
+        notes.append("gray observation: one channel kept")
+    if x.shape != want:
+        raise images.ImageError(
+            f.input, f"image is {x.shape[1]}x{x.shape[0]}x{x.shape[2]} (width x height x "
+                     f"channels) but {op.describe()!r} observes the {r}x{r} generator's images "
+                     f"as {want[1]}x{want[0]}x{want[2]}")
+    return op, x
+
+
+def _search_group(run: _Run, group: list[_Loaded], mesh) -> None:
     """Search faces of one LR size chunk by chunk, writing each chunk as it ends (step 4)."""
     opts, cfg = run.options, run.cfg
     factor = run.generator.resolution // group[0][1].shape[0]
@@ -227,8 +316,9 @@ def _search_group(run: _Run, group: list[tuple[Face, np.ndarray, list[str]]], me
         def on_progress(p: search_lib.Progress, part=part) -> None:
             run.bar.step(p, p.faces[1] - p.faces[0])
             if opts.save_intermediate:
-                _save_frames(run.output_dir, [g[0] for g in part[p.faces[0]:p.faces[1]]],
-                             p.render(), factor, p.step - 1, frame_w)
+                faces = part[p.faces[0]:p.faces[1]]
+                _save_frames(run.output_dir, [g[0] for g in faces], p.render(), factor,
+                             p.step - 1, frame_w, [g[3] for g in faces])
 
         chunk = search_lib.faces_per_call(len(part), opts.batch_size, mesh)
         try:
@@ -237,12 +327,14 @@ def _search_group(run: _Run, group: list[tuple[Face, np.ndarray, list[str]]], me
             for (start, stop), res in search_lib.upsample_chunks(
                     run.generator, np.stack([g[1] for g in part]), cfg, opts.seed,
                     face_ids=[g[0].face_id for g in part], batch_size=opts.batch_size,
-                    mesh=mesh, progress=on_progress):
+                    mesh=mesh, progress=on_progress,
+                    # One shared operator keeps the reference's path for its bicubic.
+                    degradation=([g[3] for g in part] if run.masks else run.op)):
                 wall = time.perf_counter() - t0
                 run.summary.search_s += wall
                 run.summary.face_steps += (stop - start) * cfg.steps
-                for i, (f, lr, notes) in enumerate(part[start:stop]):
-                    _write_face(run, f, lr, notes, res, i, factor, wall, frame_w)
+                for i, (f, lr, notes, op) in enumerate(part[start:stop]):
+                    _write_face(run, f, lr, notes, res, i, factor, wall, frame_w, op)
                 run.bar.faces_done(stop - start)
                 offset += stop - start
                 run.bar.chunk_started()
@@ -250,14 +342,15 @@ def _search_group(run: _Run, group: list[tuple[Face, np.ndarray, list[str]]], me
         except Exception as e:  # noqa: BLE001 - recorded, the batch goes on
             run.say(traceback.format_exc())
             failed = part[:chunk]
-            for f, _, _ in failed:
+            for f, *_ in failed:
                 run.bad(f, f"{f.input}: search failed: {type(e).__name__}: {e}", "search")
             run.bar.faces_done(len(failed))
             offset += len(failed)
 
 
 def _write_face(run: _Run, f: Face, lr: np.ndarray, notes: list[str], res: search_lib.Result,
-                i: int, factor: int, wall: float, frame_w: int) -> None:
+                i: int, factor: int, wall: float, frame_w: int,
+                op: Optional[degrade.Operator] = None) -> None:
     """One face's images, then its manifest line (step 5)."""
     opts, cfg, out_dir = run.options, run.cfg, run.output_dir
     l2, ok, names = float(res.l2[i]), bool(res.success[i]), f.files()
@@ -270,23 +363,30 @@ def _write_face(run: _Run, f: Face, lr: np.ndarray, notes: list[str], res: searc
            "restart_l2": [float(x) if math.isfinite(x) else None
                           for x in np.asarray(res.restart_l2[i], np.float64)],
            "steps": cfg.steps, "restarts": cfg.restarts, "wall_s": round(wall, 4),
-           "lr_size": int(lr.shape[0]), "factor": factor}
+           "lr_size": int(lr.shape[0]), "factor": factor,
+           "degradation": (f"downscale(factor={factor},kernel=bicubic)" if op is None
+                           else op.describe())}
+    sigma2 = 0.0 if op is None else float(np.asarray(degrade.noise_variance(op)))
+    if sigma2:
+        rec["eps_effective"] = cfg.eps + sigma2
+    if op is not None and run.masks:
+        rec["mask"] = str(mask_path(f.input))
     if opts.save_lr:
-        images.save_png(out_dir / names["lr"], res.lr[i])
+        images.save_png(out_dir / names["lr"], _rgb(res.lr[i]))
         rec["lr_output"] = str(out_dir / names["lr"])
     if opts.save_contact_sheet:
-        sheet = pictures.contact_sheet(lr, res.hr[i], res.restart_hr[i], res.restart_l2[i],
-                                       int(res.restart[i]), cfg.eps)
+        sheet = pictures.contact_sheet(_rgb(lr), res.hr[i], res.restart_hr[i],
+                                       res.restart_l2[i], int(res.restart[i]), cfg.eps + sigma2)
         images.save_png(out_dir / names["sheet"], sheet)
         rec["sheet"] = str(out_dir / names["sheet"])
     if opts.save_intermediate:
-        _save_frames(out_dir, [f], res.hr[i:i + 1], factor, cfg.steps, frame_w)
+        _save_frames(out_dir, [f], res.hr[i:i + 1], factor, cfg.steps, frame_w, [op])
     if notes:
         rec["notes"] = notes
     run.record(f, rec)
     run.summary.done += 1
     if not ok:
-        run.say(f"{f.input}: l2 {l2:.5g} > eps {cfg.eps:g} (missed; best restart "
+        run.say(f"{f.input}: l2 {l2:.5g} > eps {cfg.eps + sigma2:g} (missed; best restart "
                 f"{int(res.restart[i])})")
 
 
@@ -360,6 +460,8 @@ def run_batch(
     paths = (list(inputs) if isinstance(inputs, (list, tuple)) and inputs
              and all(isinstance(p, os.PathLike) for p in inputs)
              else images.discover_inputs(inputs))
+    if opts.degradation and _needs_masks(degrade.parse(opts.degradation)):
+        paths = [p for p in paths if not pathlib.Path(p).stem.endswith("_mask")]  # masks
     all_faces = plan_faces(paths, opts.duplicates)
     mine = [f for f in all_faces if f.face_id % pc == pi]
     run = _Run(generator, output_dir, cfg, opts, mine, (pi, pc), log or _logger.info)
@@ -417,12 +519,23 @@ def _complete(r: dict, h: str, sha: Optional[str], output_dir: pathlib.Path) -> 
     return out is None or (output_dir / pathlib.Path(out).name).is_file()
 
 
+def _rgb(x: np.ndarray) -> np.ndarray:
+    """A one-channel (gray) image as 3 equal channels, for PNGs and sheets."""
+    x = np.asarray(x)
+    return np.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x
+
+
 def _save_frames(output_dir: pathlib.Path, faces: Sequence[Face], hr: np.ndarray, factor: int,
-                 step: int, width: int) -> None:
-    """Trajectory frames: ``{name}/HR/{name}_{step}.png`` and its bicubic downscale in LR/."""
-    from pulse_jax import degrade
-    hr = np.asarray(hr)[: len(faces)]
-    lr = np.asarray(degrade.make_degradation("bicubic", factor)(np.clip(hr, 0, 1)))
+                 step: int, width: int,
+                 ops: Optional[Sequence[Optional[degrade.Operator]]] = None) -> None:
+    """Trajectory frames: ``{name}/HR/{name}_{step}.png`` and its degradation in LR/ (the
+    bicubic downscale, or each face's operator in ``ops``)."""
+    hr = np.clip(np.asarray(hr)[: len(faces)], 0, 1)
+    if ops is None or ops[0] is None:
+        lr = np.asarray(degrade.make_degradation("bicubic", factor)(hr))
+    else:
+        lr = np.concatenate([np.asarray(op(hr[i:i + 1])) for i, op in enumerate(ops)])
+    lr = _rgb(lr)
     for i, f in enumerate(faces):
         images.save_png(output_dir / f.name / "HR" / f"{f.name}_{step:0{width}d}.png", hr[i])
         images.save_png(output_dir / f.name / "LR" / f"{f.name}_{step:0{width}d}.png", lr[i])

@@ -15,7 +15,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from pulse_jax.degrade import Degradation
+from pulse_jax.degrade import Degradation, Observation
 
 LOSS_NAMES = ("L2", "L1", "GEOCROSS")
 DEFAULT_LOSS = "100*L2+0.05*GEOCROSS"
@@ -51,6 +51,20 @@ def l1(lr: jax.Array, ref: jax.Array, eps: float) -> jax.Array:
     """
     mae = jnp.mean(jnp.abs(lr - ref), axis=tuple(range(1, lr.ndim)))
     return 10 * jnp.maximum(mae, eps)
+
+
+def observed_l2(lr: jax.Array, obs: Observation, eps: float) -> jax.Array:
+    """:func:`l2` in an operator's observation space: the mask-normalised MSE of ``lr``
+    against ``obs.y``, clamped below at ``eps + sigma^2`` (``sigma`` the operator's noise
+    level; docs/degradations.md, "The data term"). ``[B]``."""
+    return jnp.maximum(obs.mse(lr), eps + obs.noise_variance())
+
+
+def observed_l1(lr: jax.Array, obs: Observation, eps: float) -> jax.Array:
+    """:func:`l1` in observation space: ``10 * max(mae, eps + sigma * sqrt(2 / pi))``, the
+    expected absolute value of the noise taking the place of its variance. ``[B]``."""
+    floor = eps + jnp.sqrt(obs.noise_variance()) * math.sqrt(2 / math.pi)
+    return 10 * jnp.maximum(obs.mae(lr), floor)
 
 
 def geocross(wplus: jax.Array) -> jax.Array:
@@ -160,12 +174,15 @@ def make_loss(loss_str: str, eps: float, degrade: Degradation) -> LossFn:
     Args:
       loss_str: see :func:`parse_loss`.
       eps: the clamp of the L2 and L1 data terms (PULSE default 2e-3); >= 0.
-      degrade: the operator D, ``[B, H, W, C] -> [B, h, w, C]``.
+      degrade: the operator D, ``[B, H, W, C] -> [B, h, w, C]``, used when ``ref_lr`` is an
+        array.
 
     Returns:
       ``loss(gen_im01, ref_lr, wplus) -> (total, terms, lr_image)`` with
       ``gen_im01`` ``[B, H, W, C]`` = (rgb + 1) / 2, unclamped; ``ref_lr`` ``[B, h, w, C]`` in
-      [0, 1]; ``wplus`` ``[B, L, D]``. ``total`` is ``[B]`` = sum of weight * term in the
+      [0, 1], or a :class:`~pulse_jax.degrade.Observation` (its own operator per row, the
+      data terms in its observation space: :func:`observed_l2`, :func:`observed_l1`);
+      ``wplus`` ``[B, L, D]``. ``total`` is ``[B]`` = sum of weight * term in the
       string's order; ``terms`` maps each NAME in the string to its ``[B]`` value (unweighted);
       ``lr_image`` is ``D(gen_im01)``, ``[B, h, w, C]``, unclamped. Pure; jit and grad friendly.
     """
@@ -178,15 +195,18 @@ def make_loss(loss_str: str, eps: float, degrade: Degradation) -> LossFn:
     def loss(
         gen_im01: jax.Array, ref_lr: jax.Array, wplus: jax.Array
     ) -> tuple[jax.Array, dict[str, jax.Array], jax.Array]:
-        lr_image = degrade(gen_im01)
+        observed = isinstance(ref_lr, Observation)
+        lr_image = ref_lr.apply(gen_im01) if observed else degrade(gen_im01)
         if lr_image.shape != ref_lr.shape:
             raise ValueError(
                 f"degraded image has shape {lr_image.shape} but the reference LR image has "
                 f"shape {ref_lr.shape}; check the degradation factor"
             )
         fns = {
-            "L2": lambda: l2(lr_image, ref_lr, eps),
-            "L1": lambda: l1(lr_image, ref_lr, eps),
+            "L2": ((lambda: observed_l2(lr_image, ref_lr, eps)) if observed
+                   else (lambda: l2(lr_image, ref_lr, eps))),
+            "L1": ((lambda: observed_l1(lr_image, ref_lr, eps)) if observed
+                   else (lambda: l1(lr_image, ref_lr, eps))),
             "GEOCROSS": lambda: geocross(wplus),
         }
         terms = {name: fns[name]() for name in names}

@@ -11,7 +11,9 @@ hex digits of the SHA-256 of the canonical JSON (sorted keys) of
 ``{"generator": generator_fingerprint(generator), "search": the SearchConfig fields except
 chunk_steps, keep_restart_images and remat (which do not change what is computed), with
 "auto" loop and upconv resolved for JAX's default backend (they change the bits),
-"seed": seed, "version": 2}``. :func:`generator_fingerprint` is the SHA-256 of the
+"seed": seed, "version": 2}``, plus ``"degradation"`` (the operator's description and a
+SHA-256 of its arrays) when ``--config.degradation`` is not the default; per-face masks are
+checked by their own ``mask_sha256``. :func:`generator_fingerprint` is the SHA-256 of the
 generator config and every parameter and Gaussian-fit array (name, dtype, shape, bytes) in
 sorted order, so it identifies the weights themselves, whichever file they came from.
 ``batch_size`` and the device layout are not hashed (they change float rounding only).
@@ -65,15 +67,20 @@ def hashed_search_fields(config: SearchConfig) -> dict:
     return d
 
 
-def config_hash(generator: Generator | str, config: SearchConfig, seed: int) -> str:
+def config_hash(generator: Generator | str, config: SearchConfig, seed: int,
+                degradation: str = "") -> str:
     """16 hex digits identifying what a face's result depends on (see the module doc).
 
-    ``generator`` is a :class:`Generator` or its :func:`generator_fingerprint`.
+    ``generator`` is a :class:`Generator` or its :func:`generator_fingerprint`;
+    ``degradation`` identifies a non-default forward model (``batch.degradation_fingerprint``;
+    "" for the reference's bicubic downscale, which leaves the hash as it was).
     """
     fp = generator if isinstance(generator, str) else generator_fingerprint(generator)
-    blob = json.dumps({"version": HASH_VERSION, "generator": fp,
-                       "search": hashed_search_fields(config), "seed": int(seed)},
-                      sort_keys=True, separators=(",", ":"))
+    fields = {"version": HASH_VERSION, "generator": fp,
+              "search": hashed_search_fields(config), "seed": int(seed)}
+    if degradation:
+        fields["degradation"] = degradation
+    blob = json.dumps(fields, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

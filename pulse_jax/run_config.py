@@ -61,6 +61,17 @@ Ours: ``checkpoint`` (a folder written by ``pulse_jax.save_generator``/``pulse-j
 options (``save_lr``, ``save_contact_sheet``, ``write_failures``), the device layout
 (``devices``: 0 = all local devices), multi-host settings (``distributed`` and friends, or
 ``PULSE_JAX_DISTRIBUTED=1`` in the environment), and ``progress``.
+
+``degradation`` (default "": the reference's bicubic downscale, factor from each input's
+size) is the forward model the search matches, in the grammar of
+:func:`pulse_jax.degrade.parse` (docs/degradations.md): operators joined by ``|``, applied left
+to right to the HR image::
+
+  --config.degradation="blur(sigma=1.5)|downscale(factor=8,kernel=bicubic)"
+  --config.degradation="downscale(factor=4,kernel=area)|gray(weights=709)|noise(sigma=0.02)"
+  --config.degradation="mask()"        # inpainting: {name}_mask.png beside each input
+
+A bad string is a configuration error (exit status 2) naming the problem.
 """
 
 from __future__ import annotations

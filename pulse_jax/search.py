@@ -17,6 +17,11 @@ Faces are searched in chunks of ``batch_size`` (per device), the last one padded
 :func:`upsample_chunks` yields each chunk's :class:`Result` as soon as it is done (the
 batch runner writes faces from it), :func:`upsample` returns them all at once.
 
+What is matched: by default the reference's bicubic downscale of the generated face
+against the LR input; ``degradation=`` takes any forward model of :mod:`pulse_jax.degrade`
+(blur, other downscales, gray, masks, a noise model; one per face if need be), and then the
+input is its observation and ``l2``/``success`` are measured there (docs/degradations.md).
+
 Randomness: restart ``r`` of the face with index ``i`` in the request (or ``face_ids[i]``)
 draws from ``fold_in(fold_in(PRNGKey(seed), face_id), r)``, so duplicates differ and a
 face's start does not depend on the other faces. Bitwise equality of whole runs also
@@ -35,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pulse_jax import search_steps
+from pulse_jax import degrade, search_steps
 from pulse_jax.generator import Generator
 from pulse_jax.search_config import (LOOPS, NOISE_TYPES, RETURN_IMAGES, SELECT_RULES, UPCONVS,
                                      NoisePlan, SearchConfig, parse_bad_noise_layers)
@@ -44,8 +49,9 @@ from pulse_jax.search_steps import gaussianize, loss_and_grad, restart_keys
 __all__ = [
     "LOOPS", "NOISE_TYPES", "NoisePlan", "OVERSHOOT", "Progress", "RETURN_IMAGES", "Result",
     "SELECT_RULES", "SearchConfig", "UPCONVS", "check_generator", "check_lr_images",
-    "faces_per_call", "gaussianize", "loss_and_grad", "parse_bad_noise_layers", "restart_keys",
-    "upsample", "upsample_chunks",
+    "check_observations", "faces_per_call", "gaussianize", "loss_and_grad",
+    "parse_bad_noise_layers", "resolve_degradation", "restart_keys", "upsample",
+    "upsample_chunks",
 ]
 
 
@@ -55,10 +61,13 @@ class Result:
 
     Attributes:
       hr: ``[N, R, R, 3]`` in [0, 1], the chosen image per face.
-      lr: ``[N, S, S, 3]``, the downscale of ``hr`` (``D(hr)``, not clipped; with
-        ``return_image="last"`` the reference's clamp(D(best image)) instead).
-      l2: ``[N]``, mean squared error of ``lr`` against the input (unclamped).
-      success: ``[N]`` bool, ``l2 <= eps``.
+      lr: ``[N, S, S, 3]`` (the observation's shape), the degradation of ``hr`` (``A(hr)``,
+        not clipped; with ``return_image="last"`` the reference's clamp(A(best image))
+        instead). ``A`` is the bicubic downscale unless a ``degradation`` was given.
+      l2: ``[N]``, mean squared error of ``lr`` against the input (unclamped), over the
+        observed pixels when the degradation has a mask.
+      success: ``[N]`` bool, ``l2 <= eps`` (``eps + sigma^2`` with a ``noise(sigma)``
+        degradation, docs/degradations.md).
       restart: ``[N]`` int, the chosen restart.
       restart_l2, restart_total: ``[N, restarts]``: each restart's l2 (from its best
         iterate's clipped image) and best total loss during the search.
@@ -125,6 +134,11 @@ def check_lr_images(generator: Generator, lr_images: np.ndarray) -> int:
     if h != w:
         raise ValueError(f"lr_images must be square, got {h}x{w}")
     factor = check_size(h, generator.config.resolution)
+    _check_values(lr_images)
+    return factor
+
+
+def _check_values(lr_images: np.ndarray) -> None:
     if not np.all(np.isfinite(lr_images)):
         raise ValueError("lr_images contains NaN or infinite values")
     lo, hi = float(lr_images.min()), float(lr_images.max())
@@ -134,7 +148,49 @@ def check_lr_images(generator: Generator, lr_images: np.ndarray) -> int:
                 "scale them to [0, 1]")
         raise ValueError(f"lr_images must be in [0, 1] (found values in [{lo:.3g}, {hi:.3g}]); "
                          f"{hint}")
-    return factor
+
+
+def resolve_degradation(degradation: Any, n: int) -> tuple[Optional[degrade.Operator], bool]:
+    """``(operator, per_face)`` for :func:`upsample`'s ``degradation``: None (the reference's
+    bicubic downscale, factor from the input size) gives ``(None, False)``; an operator or a
+    string (:func:`pulse_jax.degrade.parse`) one operator for every face; a sequence of
+    ``n`` of them per-face operators, stacked (:func:`pulse_jax.degrade.stack`).
+    ValueError for a bad string, a wrong count, or a mask() without its mask."""
+    if degradation is None:
+        return None, False
+    one = lambda d: degrade.parse(d) if isinstance(d, str) else d
+    if isinstance(degradation, (str, degrade.Operator)):
+        op, per_face = one(degradation), False
+    elif isinstance(degradation, (list, tuple)):
+        if len(degradation) != n:
+            raise ValueError(f"{len(degradation)} per-face degradations for {n} faces")
+        op, per_face = degrade.stack([one(d) for d in degradation]), True
+    else:
+        raise ValueError(f"degradation must be an operator, a string or a sequence of them, "
+                         f"got {type(degradation).__name__}")
+    if not isinstance(op, degrade.Operator):
+        raise ValueError(f"not a degradation operator: {op!r}")
+    if any(isinstance(o, degrade.Mask) and o.mask is None for o in degrade.flatten(op)):
+        raise ValueError("the degradation has mask() without a mask: build it with "
+                         "degrade.mask(array) or mask(file=...)")
+    return op, per_face
+
+
+def check_observations(generator: Generator, observed: np.ndarray,
+                       op: degrade.Operator) -> None:
+    """ValueError naming the problem unless ``observed`` ``[N, h, w, c]`` (values in [0, 1],
+    or within :data:`OVERSHOOT` of it) is what ``op`` makes of the generator's images."""
+    r, c = generator.config.resolution, generator.config.num_channels
+    if observed.ndim != 4:
+        raise ValueError(f"observed images must be [N, h, w, c], got shape {observed.shape}")
+    if observed.shape[0] == 0:
+        raise ValueError("lr_images holds no faces")
+    want = op.out_shape((observed.shape[0], r, r, c))
+    if tuple(observed.shape) != tuple(want):
+        raise ValueError(f"degradation {op.describe()!r} turns the {r}x{r} generator's images "
+                         f"into observations of shape [N, {want[1]}, {want[2]}, {want[3]}], "
+                         f"got shape {observed.shape}")
+    _check_values(observed)
 
 
 def faces_per_call(n: int, batch_size: Optional[int] = None,
@@ -159,12 +215,15 @@ def upsample(generator: Generator, lr_images: Any, config: SearchConfig = Search
              batch_size: Optional[int] = None,
              mesh: Optional[jax.sharding.Mesh] = None,
              spread_restarts: bool = False,
-             progress: Optional[Callable[[Progress], None]] = None) -> Result:
+             progress: Optional[Callable[[Progress], None]] = None,
+             degradation: Any = None) -> Result:
     """Upsample faces with PULSE.
 
     Args:
       generator: a :class:`Generator` with a Gaussian fit.
-      lr_images: ``[N, S, S, 3]`` in [0, 1], with ``S * factor = generator.resolution``.
+      lr_images: ``[N, S, S, 3]`` in [0, 1], with ``S * factor = generator.resolution``;
+        with a ``degradation``, the observations ``[N, h, w, c]`` that it makes of the
+        generator's ``[N, R, R, 3]`` images (``op.out_shape``).
       config: the :class:`SearchConfig`.
       seed: base of every restart's PRNG key (seed 0 is a seed like any other).
       face_ids: per-face ids for the keys (default ``0..N-1``); give a face the same id to
@@ -183,14 +242,24 @@ def upsample(generator: Generator, lr_images: Any, config: SearchConfig = Search
         number of devices. A face's starts are the same as without it; its bits may differ
         (the per-device batch shape is another one).
       progress: called with a :class:`Progress` after every ``config.chunk_steps`` steps.
+      degradation: the forward model ``A`` (docs/degradations.md): None for the reference's
+        bicubic downscale (its factor from the input size); a
+        :class:`pulse_jax.degrade.Operator` or its string (:func:`pulse_jax.degrade.parse`)
+        for every face; or a sequence of N of them, one per face, of one structure. The
+        search matches ``A(G(w))`` to the input; ``l2`` and ``success`` are measured there.
+        ``"downscale(factor=f,kernel=bicubic)"`` is the default, bit for bit.
 
     Returns:
       A :class:`Result` of numpy arrays.
+
+    Raises:
+      ValueError: naming the problem: a bad degradation, an input of the wrong shape for
+        it, values outside [0, 1], a generator without a Gaussian fit.
     """
     parts = [res for _, res in upsample_chunks(generator, lr_images, config, seed,
                                                face_ids=face_ids, batch_size=batch_size,
                                                mesh=mesh, spread_restarts=spread_restarts,
-                                               progress=progress)]
+                                               progress=progress, degradation=degradation)]
     arrays = [{f.name: getattr(p, f.name) for f in dataclasses.fields(Result)
                if f.name not in ("seed", "face_ids")} for p in parts]
     merged = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *arrays)
@@ -203,13 +272,23 @@ def upsample_chunks(generator: Generator, lr_images: Any, config: SearchConfig =
                     mesh: Optional[jax.sharding.Mesh] = None,
                     spread_restarts: bool = False,
                     progress: Optional[Callable[[Progress], None]] = None,
+                    degradation: Any = None,
                     ) -> Iterator[tuple[tuple[int, int], Result]]:
     """:func:`upsample`, one chunk of faces at a time: yields ``((start, stop), result)``
     for faces ``start:stop`` as soon as their search is done (same arguments; the
     generator's weights are prepared once for every chunk)."""
     check_generator(generator)
     lr_images = np.asarray(lr_images, np.float32)
-    factor = check_lr_images(generator, lr_images)
+    op, per_face = resolve_degradation(degradation, len(lr_images) if lr_images.ndim else 0)
+    if op is not None:
+        check_observations(generator, lr_images, op)
+    if op is None or (not per_face and isinstance(op, degrade.Downscale)
+                      and op.kernel == "bicubic" and op.factor >= 2):
+        # The reference's operator: its own code path (a plain array reference), same bits.
+        factor, op = check_lr_images(generator, lr_images), None
+    else:
+        factor = max(1, generator.config.resolution // lr_images.shape[1])  # unused by A
+        op = op if per_face else degrade.per_row(op, lr_images.shape[0])
     lo, hi = float(lr_images.min()), float(lr_images.max())
     if lo < 0 or hi > 1:
         warnings.warn(f"lr_images had values in [{lo:.3g}, {hi:.3g}]; clipped to [0, 1] (a "
@@ -235,18 +314,20 @@ def upsample_chunks(generator: Generator, lr_images: Any, config: SearchConfig =
         idx = list(range(start, stop)) + [stop - 1] * (bs - (stop - start))  # pad with copies
         ids = [face_ids[i] for i in idx]
         out = _search_chunk(spec, stages, weights, lr_images[idx], ids, seed, (start, stop),
-                            progress, mesh)
+                            progress, mesh, None if op is None else degrade.take_rows(op, idx))
         out = jax.tree_util.tree_map(lambda x: np.asarray(x)[: stop - start], out)
         yield (start, stop), Result(**out, seed=seed, face_ids=np.asarray(ids[: stop - start]))
 
 
 def _search_chunk(spec: search_steps.Spec, stages: search_steps.Stages, weights: dict,
                   lr: np.ndarray, ids: list[int], seed: int, faces: tuple[int, int], progress,
-                  mesh) -> dict:
+                  mesh, op: Optional[degrade.Operator] = None) -> dict:
     restarts, steps = spec.cfg.restarts, spec.cfg.steps
     nf, real = len(ids), faces[1] - faces[0]
     draw, init, run, finalize = stages.draw, stages.init, stages.run, stages.finalize
     ref = np.repeat(lr, restarts, axis=0)
+    if op is not None:  # each row carries its face's operator (leaves [B, ...])
+        ref = degrade.Observation(ref, degrade.take_rows(op, np.repeat(np.arange(nf), restarts)))
     # Placed once, as the steps take it, so the host loop does not move it at every step.
     ref = jax.device_put(ref, None if mesh is None else jax.sharding.NamedSharding(
         mesh, jax.sharding.PartitionSpec("faces")))

@@ -239,11 +239,24 @@ class Stages(NamedTuple):
     step: Any
 
 
+def observation_space(spec: Spec, ref_lr: Any) -> tuple[Callable, Callable, Any]:
+    """``(A, l2, eps)`` for a reference: the operator to the observation space, the
+    per-row l2 ``[B]`` of an observed image against the reference, and the success
+    threshold (a scalar, or ``[B]`` with a noise model: eps + sigma^2). A plain array is
+    the reference's bicubic downscale by ``spec.factor``; a
+    :class:`~pulse_jax.degrade.Observation` carries its operator (docs/degradations.md)."""
+    if isinstance(ref_lr, degrade_lib.Observation):
+        eps = spec.cfg.eps + ref_lr.noise_variance()
+        return ref_lr.apply, ref_lr.mse, jnp.broadcast_to(eps, ref_lr.y.shape[:1])
+    return (degrade_lib.make_degradation("bicubic", spec.factor),
+            lambda lr: jnp.mean(jnp.square(lr - ref_lr), axis=(1, 2, 3)), spec.cfg.eps)
+
+
 def finalize(spec: Spec, weights: dict, ref_lr: jax.Array, state: SearchState,
               n_faces: int) -> dict:
     """Render every restart's best iterate, score it, and pick each face's restart."""
     restarts = spec.cfg.restarts
-    downscale = degrade_lib.make_degradation("bicubic", spec.factor)
+    downscale, l2_of, eps = observation_space(spec, ref_lr)
     with jax.default_matmul_precision(spec.cfg.precision):
         wplus, img = forward(spec, weights, state.best_params, state.frozen_noise)
         if spec.cfg.return_image == "last":
@@ -254,7 +267,7 @@ def finalize(spec: Spec, weights: dict, ref_lr: jax.Array, state: SearchState,
         else:
             hr = jnp.clip(img, 0.0, 1.0)
             lr = downscale(hr)
-        l2 = jnp.mean(jnp.square(lr - ref_lr), axis=(1, 2, 3))
+        l2 = l2_of(lr)
 
     def per_face(x):
         return x.reshape((n_faces, restarts) + x.shape[1:])
@@ -266,7 +279,7 @@ def finalize(spec: Spec, weights: dict, ref_lr: jax.Array, state: SearchState,
     elif spec.cfg.select == "total":
         key = total_key
     else:  # successful restarts first (if a face has any), then by total loss
-        ok = l2_fr <= spec.cfg.eps
+        ok = l2_fr <= (eps if jnp.ndim(eps) == 0 else per_face(eps))
         key = jnp.where(ok | ~jnp.any(ok, axis=1, keepdims=True), total_key, jnp.inf)
     choice = jnp.argmin(key, axis=1)
     take = lambda x: jnp.take_along_axis(
@@ -274,7 +287,8 @@ def finalize(spec: Spec, weights: dict, ref_lr: jax.Array, state: SearchState,
     noises = noise_list(spec, state.best_params["noise"], state.frozen_noise, l2.shape[0])
     out = {
         "hr": take(hr), "lr": take(lr), "l2": take(l2),
-        "success": take(l2) <= spec.cfg.eps, "restart": choice,
+        "success": take(l2) <= (eps if jnp.ndim(eps) == 0 else take(eps)),
+        "restart": choice,
         "restart_l2": l2_fr, "restart_total": total_fr,
         "restart_best_step": per_face(state.best_step),
         "latent": take(state.best_params["z"]), "wplus": take(wplus)[:, :spec.gen.num_layers],

@@ -1,6 +1,7 @@
-"""Degradation operators ``D``: high-resolution image -> low-resolution image.
+"""Downscales ``D``: high-resolution image -> low-resolution image (the operator objects built
+on them are in :mod:`pulse_jax.degrade.operators`).
 
-Every operator here is a pure function with the signature :data:`Degradation`:
+Every function here is a pure function with the signature :data:`Degradation`:
 ``[B, H, W, C] float32 -> [B, H/f, W/f, C] float32``, in whatever range the input has (PULSE feeds
 ``(rgb + 1) / 2``, roughly ``[0, 1]`` but unclamped). Nothing is clipped or rounded.
 
@@ -30,7 +31,7 @@ from jax import lax
 Degradation = Callable[[jax.Array], jax.Array]
 """``[B, H, W, C]`` high-resolution image -> ``[B, H/f, W/f, C]`` low-resolution image."""
 
-DEGRADATIONS = ("bicubic", "area")
+DEGRADATIONS = ("bicubic", "area", "gaussian")
 
 
 def _check_factor(factor: int) -> int:
@@ -177,11 +178,70 @@ def area_downscale(x: jax.Array, factor: int) -> jax.Array:
     return x.reshape(b, h // f, f, w // f, f, c).mean(axis=(2, 4))
 
 
+def gaussian_sigma(factor: int) -> float:
+    """The antialiasing Gaussian's standard deviation for a ``factor`` downscale, in HR
+    pixels: ``(f - 1) / 2`` (the rule scikit-image's ``rescale(anti_aliasing=True)`` uses)."""
+    return (_check_factor(factor) - 1) / 2
+
+
+@functools.lru_cache(maxsize=64)
+def gaussian_matrix(size: int, factor: int) -> np.ndarray:
+    """The ``[size / factor, size]`` float32 matrix of one Gaussian-antialiased pass.
+
+    Output sample s is a Gaussian-weighted mean (sigma :func:`gaussian_sigma`) centred on its
+    block's centre ``(s + 0.5) f - 0.5``, over ``4 sigma + f/2`` pixels each side, reflect
+    padding folded in as in :func:`bicubic_matrix`, each row normalised to sum 1. Factor 1
+    is the identity. Read-only (cached).
+    """
+    f = _check_factor(factor)
+    if size < 1 or size % f:
+        raise ValueError(f"size {size} is not a positive multiple of the factor {f}")
+    rows = size // f
+    if f == 1:
+        mat = np.eye(size, dtype=np.float32)
+    else:
+        sigma = gaussian_sigma(f)
+        radius = int(np.ceil(4 * sigma + f / 2))
+        centre = (np.arange(rows) + 0.5) * f - 0.5                       # [rows]
+        pos = np.floor(centre)[:, None] + np.arange(-radius, radius + 2)[None, :]
+        w = np.exp(-0.5 * np.square((pos - centre[:, None]) / sigma))    # [rows, taps]
+        mat = np.zeros((rows, size), np.float64)
+        np.add.at(mat, (np.repeat(np.arange(rows), pos.shape[1]),
+                        _reflect_index(pos.astype(np.int64), size).ravel()), w.ravel())
+        mat = (mat / mat.sum(axis=1, keepdims=True)).astype(np.float32)
+    mat.setflags(write=False)
+    return mat
+
+
+def gaussian_downscale(x: jax.Array, factor: int) -> jax.Array:
+    """Gaussian-antialiased downscale: blur with sigma ``(f - 1) / 2``, sample each block's
+    centre (:func:`gaussian_matrix`, rows then columns, reflect padding).
+
+    Args:
+      x: ``[B, H, W, C]``, H and W divisible by ``factor``.
+      factor: integer >= 1 (1 is the identity).
+
+    Returns:
+      ``[B, H/f, W/f, C]`` in (at least) float32.
+    """
+    f = _check_factor(factor)
+    x = jnp.asarray(x)
+    _check_image(x, f)
+    dtype = jnp.promote_types(x.dtype, jnp.float32)
+    x = x.astype(dtype)
+    _, h, w, _ = x.shape
+    hp = lax.Precision.HIGHEST
+    x = jnp.einsum("sh,bhwc->bswc", jnp.asarray(gaussian_matrix(h, f), dtype), x, precision=hp)
+    return jnp.einsum("tw,bswc->bstc", jnp.asarray(gaussian_matrix(w, f), dtype), x,
+                      precision=hp)
+
+
 def make_degradation(name: str, factor: int) -> Degradation:
     """Returns the degradation ``D: [B, H, W, C] -> [B, H/f, W/f, C]`` called ``name``.
 
     Args:
-      name: "bicubic" (PULSE's operator, the reference) or "area" (f x f average).
+      name: "bicubic" (PULSE's operator, the reference), "area" (f x f average) or
+        "gaussian" (:func:`gaussian_downscale`).
       factor: integer >= 1. Calling ``D`` on an image whose size is not divisible by it raises
         ValueError.
 
@@ -189,7 +249,8 @@ def make_degradation(name: str, factor: int) -> Degradation:
       ValueError: unknown name, or a factor that is not an integer >= 1.
     """
     f = _check_factor(factor)
-    ops = {"bicubic": bicubic_downscale, "area": area_downscale}
+    ops = {"bicubic": bicubic_downscale, "area": area_downscale,
+           "gaussian": gaussian_downscale}
     if name not in ops:
         raise ValueError(f"unknown degradation {name!r}; valid names: {', '.join(DEGRADATIONS)}")
     op = ops[name]
