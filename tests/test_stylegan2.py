@@ -3,7 +3,6 @@ data/README.md), the safe import of ADA pickles, our checkpoint format, and PULS
 
 import os
 import pickle
-import subprocess
 import sys
 import types
 
@@ -128,20 +127,51 @@ def test_checkpoint_round_trip_records_the_family(sg2, tmp_path):
     np.testing.assert_array_equal(back.gaussian_fit["std"], ref["fit_std"])
 
 
-def test_convert_command(tmp_path):
-    out = tmp_path / "sg2ckpt"
-    cmd = [sys.executable, "-m", "pulse_jax.cli", "convert", f"--nvidia={PKL}",
-           f"--output={out}", "--fit_samples=4096"]
+@pytest.fixture(scope="module")
+def cli_env(tmp_path_factory):
+    import fakes
     from pulse_jax.weights.locate import HOME_ENV
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), HOME_ENV: str(tmp_path)}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    gen = weights.load_generator(out)
+    env = fakes.subprocess_env(cache_dir=tmp_path_factory.mktemp("jax_cache"))
+    return dict(env, **{HOME_ENV: str(tmp_path_factory.mktemp("home"))})
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory, cli_env):
+    """`pulse-jax convert --nvidia=<ADA pickle>` into a checkpoint folder."""
+    import fakes
+    out = tmp_path_factory.mktemp("sg2") / "ckpt"
+    p = fakes.run_python(["-m", "pulse_jax.cli", "convert", f"--nvidia={PKL}",
+                          f"--output={out}", "--fit_samples=4096"], cli_env)
+    assert p.returncode == 0, p.stderr
+    return out
+
+
+def test_convert_command(converted, cli_env):
+    import fakes
+    gen = weights.load_generator(converted)
     assert gen.config.family == "stylegan2" and gen.gaussian_fit is not None
-    assert weights.read_manifest(out)["sources"][0]["role"] == "nvidia_pickle"
+    manifest = weights.read_manifest(converted)
+    assert manifest["sources"][0]["role"] == "nvidia_pickle"
+    assert manifest["gaussian_fit"] == {"computed": True, "num_samples": 4096, "seed": 0}
     # Without --output, a StyleGAN2 pickle is refused (the default folder is FFHQ v1's).
-    proc = subprocess.run(cmd[:5], capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode != 0 and "--output" in proc.stderr
+    p = fakes.run_python(["-m", "pulse_jax.cli", "convert", f"--nvidia={PKL}"], cli_env)
+    assert p.returncode == 2 and "--output" in p.stderr
+
+
+def test_upsample_command_with_a_converted_checkpoint(converted, cli_env, tmp_path):
+    """The main job and the batch pipeline, unchanged, on a StyleGAN2 checkpoint."""
+    import fakes
+    from pulse_jax import batch
+    fakes.write_faces(tmp_path / "input", 2, size=16)
+    p = fakes.run_python(["-m", "pulse_jax.cli", "upsample", f"--checkpoint={converted}",
+                          "--input_dir=input", "--output_dir=runs", "--config.search.steps=3",
+                          "--config.search.restarts=1"], cli_env, cwd=tmp_path)
+    assert "Traceback" not in p.stderr, p.stderr
+    recs = batch.read_records(tmp_path / "runs")
+    assert len(recs) == 2 and all(r["steps"] == 3 and r["factor"] == 4 for r in recs)
+    assert p.returncode in (0, 3), p.stderr
+    for r in recs:
+        assert fakes.png_ok(tmp_path / r["output"]).shape == (64, 64, 3)
 
 
 # ------------------------------------------------------------------------------------------
@@ -249,3 +279,154 @@ def test_search_is_self_consistent(own_targets):
     np.testing.assert_allclose(np.clip(img, 0, 1), res.hr, atol=1e-4)
     # GEOCROSS sees distinct rows: the returned W+ rows differ.
     assert np.abs(np.diff(np.asarray(res.wplus), axis=1)).max() > 1e-3
+    # The search improves on its starts.
+    assert (res.restart_best_step > 0).all()
+
+
+# ------------------------------------------------------------------------------------------
+# Cases the shared fixture does not cover (data/sg2/sg2ada_extra_cases.npz, official code):
+# conv_clamp, other resolutions and channel counts, mapping depth/width/lr multiplier,
+# truncation with a cutoff, and the 'orig' and 'resnet' architectures.
+
+EXTRA_CASES = ["res32_clamp_map3", "res16_orig", "res16_resnet_clamp"]
+
+
+@pytest.fixture(scope="module")
+def extra():
+    import json
+    with np.load(DATA / "sg2" / "sg2ada_extra_cases.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    out = {}
+    for case in EXTRA_CASES:
+        ref = {k[len(case) + 1:]: v for k, v in arrays.items() if k.startswith(case + "/")}
+        config = stylegan2.StyleGAN2Config.from_init_kwargs(json.loads(str(ref["init_kwargs"])))
+        sd = {k[3:]: v for k, v in ref.items() if k.startswith("sd/")}
+        assert set(sd) == set(stylegan2.official_state_dict_shapes(config))
+        gen = pulse_jax.Generator(config=config,
+                                  params=stylegan2.params_from_state_dict(config, sd))
+        out[case] = (gen, ref)
+    return out
+
+
+@pytest.mark.parametrize("case", EXTRA_CASES)
+def test_extra_cases_parity(extra, case):
+    gen, ref = extra[case]
+    c = gen.config
+    np.testing.assert_allclose(np.asarray(gen.map(ref["z"])), ref["w"][:, 0], atol=2e-5, rtol=0)
+    wt = stylegan2.truncate(jnp.asarray(ref["w"]), gen.params["mapping"]["w_avg"], 0.6, cutoff=3)
+    np.testing.assert_allclose(np.asarray(wt), ref["w_trunc06_cut3"], atol=2e-5, rtol=0)
+    B = ref["ws"].shape[0]
+    for mode, noises in (("const", stylegan2.const_noise(c, gen.params, B)),
+                         ("none", stylegan2.noise_zeros(c, B))):
+        want = _nhwc(ref[f"img_{mode}"])
+        img = np.asarray(gen.synthesize(ref["ws"], noises))
+        np.testing.assert_allclose(img, want, atol=1e-5 * np.abs(want).max(), rtol=0)
+    if c.conv_clamp is not None:  # the clamp is active in these images
+        assert np.abs(ref["img_const"]).max() > c.conv_clamp * 0.99
+    noises = stylegan2.const_noise(c, gen.params, B)
+    grad = jax.grad(lambda ws: jnp.mean(jnp.square(gen.synthesize(ws, noises))))(
+        jnp.asarray(ref["ws"]))
+    want = ref["grad_ws"]
+    np.testing.assert_allclose(np.asarray(grad), want, atol=1e-5 * np.abs(want).max(), rtol=0)
+
+
+def test_full_1024_config_f_names_and_shapes():
+    """The default config is the official 1024 config-f: same names, shapes and ws count."""
+    import json
+    official = json.loads((DATA / "sg2" / "sg2ada_1024_state_dict_shapes.json").read_text())
+    config = stylegan2.StyleGAN2Config.from_init_kwargs(official["init_kwargs"])
+    assert config == stylegan2.StyleGAN2Config()
+    assert config.num_layers == official["num_ws"]
+    ours = {k: list(v) for k, v in stylegan2.official_state_dict_shapes(config).items()}
+    assert ours == official["state_dict_shapes"]
+
+
+@pytest.mark.slow
+def test_full_1024_config_f_forward_and_search_step():
+    """Random official-init weights of the full 1024 config-f: a forward pass and a PULSE step."""
+    config = stylegan2.StyleGAN2Config()
+    gen = pulse_jax.random_generator(config, jax.random.PRNGKey(0))
+    gen = gen.replace_gaussian_fit(np.zeros(config.w_dim), np.ones(config.w_dim))
+    img = np.asarray(gen.sample(jax.random.PRNGKey(1), 1))
+    assert img.shape == (1, 1024, 1024, 3) and np.isfinite(img).all()
+    assert img.std() > 1e-3
+    lr = np.asarray(degrade.bicubic_downscale(jnp.asarray(img), 32))
+    res = pulse_jax.upsample(gen, np.clip(lr, 0, 1), SearchConfig(steps=1, restarts=1,
+                                                                  chunk_steps=1), seed=0)
+    assert res.hr.shape == (1, 1024, 1024, 3) and np.isfinite(res.l2).all()
+    assert res.wplus.shape == (1, config.num_layers, config.w_dim)
+    assert len(res.noises) == config.num_layers - 1
+
+
+# ------------------------------------------------------------------------------------------
+# TensorFlow StyleGAN2 pickles: the fixture's weights written under TF names (the inverse of
+# the official legacy.py map; checked against legacy.py itself when the fixture was made).
+
+
+def tf_variables(sd, config):
+    """``(synthesis vars, mapping vars, own vars)`` of a TF StyleGAN2 ``Gs`` holding ``sd``."""
+    syn, mp = {}, {}
+    for i in range(config.mapping_layers):
+        mp[f"Dense{i}/weight"] = sd[f"mapping.fc{i}.weight"].T
+        mp[f"Dense{i}/bias"] = sd[f"mapping.fc{i}.bias"]
+    syn["4x4/Const/const"] = sd["synthesis.b4.const"][None]
+    for n, (res, conv) in enumerate(config.conv_layers):
+        b, t = f"synthesis.b{res}.{conv}", f"{res}x{res}/" + (
+            "Conv" if res == 4 else {"conv0": "Conv0_up", "conv1": "Conv1"}[conv])
+        w = sd[f"{b}.weight"].transpose(2, 3, 1, 0)
+        syn[f"{t}/weight"] = w[::-1, ::-1].copy() if conv == "conv0" else w
+        syn[f"{t}/bias"] = sd[f"{b}.bias"]
+        syn[f"{t}/noise_strength"] = sd[f"{b}.noise_strength"]
+        syn[f"{t}/mod_weight"] = sd[f"{b}.affine.weight"].T
+        syn[f"{t}/mod_bias"] = sd[f"{b}.affine.bias"] - 1
+        syn[f"noise{n}"] = sd[f"{b}.noise_const"][None, None]
+    for res in config.block_resolutions:
+        b, t = f"synthesis.b{res}.torgb", f"{res}x{res}/ToRGB"
+        syn[f"{t}/weight"] = sd[f"{b}.weight"].transpose(2, 3, 1, 0)
+        syn[f"{t}/bias"] = sd[f"{b}.bias"]
+        syn[f"{t}/mod_weight"] = sd[f"{b}.affine.weight"].T
+        syn[f"{t}/mod_bias"] = sd[f"{b}.affine.bias"] - 1
+    return syn, mp, {"dlatent_avg": sd["mapping.w_avg"], "lod": np.float32(0)}
+
+
+def tf_static_kwargs(config):
+    return {"num_channels": config.img_channels, "resolution": config.img_resolution,
+            "label_size": 0, "fmap_base": config.channel_base // 2,
+            "fmap_max": config.channel_max, "mapping_layers": config.mapping_layers}
+
+
+def test_tensorflow_stylegan2_pickle(sg2, tmp_path):
+    from helpers import modules_installed
+    from test_nvidia_pickle import _fake_dnnlib
+    gen, ref = sg2
+    sd = stylegan2.state_dict_from_params(gen.config, gen.params)
+    syn, mp, own = tf_variables(sd, gen.config)
+    mods = _fake_dnnlib()
+    Network = mods["dnnlib.tflib.network"].Network
+    marker = tmp_path / "marker"
+    src = f"open({str(marker)!r}, 'w').write('ran')\n"
+
+    def net(name, variables, kwargs, components=None):
+        return Network({"version": 4, "name": name, "static_kwargs": kwargs,
+                        "components": components or {}, "build_module_src": src,
+                        "build_func_name": name, "variables": list(variables.items())})
+
+    kw = tf_static_kwargs(gen.config)
+    Gs = net("G_main", own, kw, {"synthesis": net("G_synthesis_stylegan2", syn, dict(kw)),
+                                 "mapping": net("G_mapping", mp, dict(kw))})
+    with modules_installed(mods):
+        data = pickle.dumps((Gs, Gs, Gs), protocol=4)
+    (tmp_path / "sg2tf.pkl").write_bytes(data)
+    assert weights.nvidia_format(tmp_path / "sg2tf.pkl") == "tensorflow"
+    got = weights.import_nvidia(tmp_path / "sg2tf.pkl")
+    assert not marker.exists()
+    assert got.config == gen.config
+    jax.tree_util.tree_map(np.testing.assert_array_equal, got.params, gen.params)
+    # A missing variable is named.
+    del syn["16x16/Conv1/mod_bias"]
+    Gs = net("G_main", own, kw, {"synthesis": net("G_synthesis_stylegan2", syn, dict(kw)),
+                                 "mapping": net("G_mapping", mp, dict(kw))})
+    with modules_installed(mods):
+        (tmp_path / "cut.pkl").write_bytes(pickle.dumps((Gs, Gs, Gs), protocol=4))
+    with pytest.raises(CheckpointFormatError, match="16x16/Conv1/mod_bias"):
+        weights.import_nvidia(tmp_path / "cut.pkl")

@@ -126,12 +126,26 @@ def nvidia_format(pkl_path: os.PathLike) -> str:
     return "stylegan2-ada" if tf < 0 or 0 <= ada < tf else "tensorflow"
 
 
+def _stylegan2_generator(pkl_path: os.PathLike, init_kwargs: Mapping[str, Any],
+                         state_dict: Mapping[str, Any]) -> Generator:
+    from pulse_jax import stylegan2
+    try:
+        config = stylegan2.StyleGAN2Config.from_init_kwargs(init_kwargs)
+        params = stylegan2.params_from_state_dict(config, state_dict)
+    except ValueError as e:
+        raise CheckpointFormatError(f"{os.fspath(pkl_path)}: {e}") from None
+    return Generator(config=config, params=params)
+
+
 def import_nvidia(pkl_path: os.PathLike, network: Optional[str] = None) -> Generator:
     """Read one of NVIDIA's generator pickles, whichever kind (:func:`nvidia_format`).
 
     * StyleGAN v1 TensorFlow (``karras2019stylegan-ffhq-1024x1024.pkl``): a StyleGAN v1
       generator; ``network`` picks one of the pickled ``(G, D, Gs)`` (default ``Gs``, the
       moving average that NVIDIA and PULSE use).
+    * StyleGAN2 TensorFlow (``stylegan2-ffhq-config-f.pkl``): a StyleGAN2 generator, the
+      variables mapped by name as the official ``legacy.py`` maps them (``network``: ``Gs``
+      by default).
     * StyleGAN2-ADA PyTorch: a StyleGAN2 generator; ``network`` is ``G_ema`` (default) or
       ``G``. The architecture comes from the pickled constructor arguments; the embedded
       Python source is never run.
@@ -142,22 +156,17 @@ def import_nvidia(pkl_path: os.PathLike, network: Optional[str] = None) -> Gener
     """
     kind = nvidia_format(pkl_path)
     if kind == "stylegan2-ada":
-        from pulse_jax import stylegan2
         from pulse_jax.weights import ada_pickle
         net = ada_pickle.load_ada_pickle(pkl_path, network=network or "G_ema")
+        return _stylegan2_generator(pkl_path, net["init_kwargs"], net["state_dict"])
+    from pulse_jax.weights import nvidia_pickle, tf_stylegan2
+    nv = nvidia_pickle.load_nvidia_pickle(pkl_path, network=network or "Gs")
+    if tf_stylegan2.is_stylegan2(nv["synthesis"]):
         try:
-            config = stylegan2.StyleGAN2Config.from_init_kwargs(net["init_kwargs"])
-            params = stylegan2.params_from_state_dict(config, net["state_dict"])
+            kwargs, sd = tf_stylegan2.state_dict(nv)
         except ValueError as e:
             raise CheckpointFormatError(f"{os.fspath(pkl_path)}: {e}") from None
-        return Generator(config=config, params=params)
-    from pulse_jax.weights import nvidia_pickle
-    nv = nvidia_pickle.load_nvidia_pickle(pkl_path, network=network or "Gs")
-    if any(name.endswith("mod_weight") for name in nv["synthesis"]):
-        raise CheckpointFormatError(
-            f"{os.fspath(pkl_path)}: a TensorFlow StyleGAN2 pickle, which pulse-jax does not "
-            "read yet; convert it to a StyleGAN2-ADA PyTorch pickle with the official "
-            "stylegan2-ada-pytorch legacy.py (see checkpoints/README.md)")
+        return _stylegan2_generator(pkl_path, kwargs, sd)
     syn, mapping = nvidia_pickle.nvidia_to_pulse_state_dicts(nv)
     return from_pulse_state_dicts(syn, mapping)
 
