@@ -85,7 +85,8 @@ class StyleGAN2Config:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, "
+                             f"got {self.architecture!r}")
         if self.conv_clamp is not None and not self.conv_clamp >= 0:
             raise ValueError(f"conv_clamp must be None or >= 0, got {self.conv_clamp!r}")
         if self.channel_base // r < 1 and self.channel_max >= 1:
@@ -466,8 +467,9 @@ def param_shape_tree(config: StyleGAN2Config) -> dict[str, Any]:
                           "bias": (config.img_channels,)}
         syn[f"b{res}"] = b
     feats = [config.z_dim] + [config.hidden_features] * (config.mapping_layers - 1) + [config.w_dim]
-    mapping: dict[str, Any] = {f"fc{i}": {"weight": (feats[i], feats[i + 1]), "bias": (feats[i + 1],)}
-                               for i in range(config.mapping_layers)}
+    mapping: dict[str, Any] = {
+        f"fc{i}": {"weight": (feats[i], feats[i + 1]), "bias": (feats[i + 1],)}
+        for i in range(config.mapping_layers)}
     mapping["w_avg"] = (config.w_dim,)
     return {"synthesis": syn, "mapping": mapping}
 

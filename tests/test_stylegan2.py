@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import pulse_jax
-from pulse_jax import degrade, search, stylegan2, weights
+from pulse_jax import degrade, stylegan2, weights
 from pulse_jax.search import SearchConfig
 from pulse_jax.weights.errors import CheckpointFormatError, UnsafePickleError
 

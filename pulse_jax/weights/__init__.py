@@ -109,21 +109,27 @@ def import_pulse(synthesis_path: os.PathLike, mapping_path: Optional[os.PathLike
 
 
 def nvidia_format(pkl_path: os.PathLike) -> str:
-    """Which kind of NVIDIA pickle ``pkl_path`` is, from the globals its stream names first:
-    "stylegan2-ada" (PyTorch ``torch_utils.persistence`` networks) or "tensorflow"
-    (``dnnlib.tflib`` Networks: StyleGAN v1 or StyleGAN2). Reads only the file's start."""
+    """Which kind of NVIDIA pickle ``pkl_path`` is, from the first network module its stream
+    names: "stylegan2-ada" (PyTorch ``torch_utils.persistence`` networks) or "tensorflow"
+    (``dnnlib.tflib`` Networks: StyleGAN v1 or StyleGAN2). The opcodes are only parsed
+    (``pickletools.genops``), never executed, and parsing stops at the first match."""
+    import pickletools
     from pulse_jax.weights.safe_pickle import checkpoint_errors, open_checkpoint
     spath = os.fspath(pkl_path)
-    with open_checkpoint(spath) as fh, checkpoint_errors(spath, "unreadable pickle"):
-        head = fh.read(1 << 16)
-    if head[:1] != b"\x80":
-        raise CheckpointFormatError(f"{spath}: not a pickle file (NVIDIA's networks are "
-                                    "pickles; see checkpoints/README.md)")
-    ada, tf = head.find(b"torch_utils.persistence"), head.find(b"dnnlib.tflib.network")
-    if ada < 0 and tf < 0:
-        raise CheckpointFormatError(f"{spath}: not an NVIDIA StyleGAN network pickle (it names "
-                                    "neither dnnlib.tflib.network nor torch_utils.persistence)")
-    return "stylegan2-ada" if tf < 0 or 0 <= ada < tf else "tensorflow"
+    with open_checkpoint(spath) as fh, checkpoint_errors(spath, "corrupt or truncated pickle"):
+        if fh.read(1) != b"\x80":
+            raise CheckpointFormatError(f"{spath}: not a pickle file (NVIDIA's networks are "
+                                        "pickles; see checkpoints/README.md)")
+        fh.seek(0)
+        for _, arg, _ in pickletools.genops(fh):
+            if not isinstance(arg, str):
+                continue
+            if arg.startswith("torch_utils.persistence"):
+                return "stylegan2-ada"
+            if arg.startswith("dnnlib.tflib.network"):
+                return "tensorflow"
+    raise CheckpointFormatError(f"{spath}: not an NVIDIA StyleGAN network pickle (it names "
+                                "neither dnnlib.tflib.network nor torch_utils.persistence)")
 
 
 def _stylegan2_generator(pkl_path: os.PathLike, init_kwargs: Mapping[str, Any],

@@ -96,9 +96,12 @@ def state_dict(nv: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndar
     log2 = int(round(math.log2(res_max)))
     for res in (2**k for k in range(2, log2 + 1)):
         b, t = f"synthesis.b{res}", f"{res}x{res}"
-        layers = [("conv1", "Conv", 0)] if res == 4 else [("conv0", "Conv0_up", -5), ("conv1", "Conv1", -4)]
+        # (our layer, TF scope, noise index offset from 2 log2(res)), as legacy.py numbers them
         if res == 4:
+            layers = [("conv1", "Conv", 0)]
             out[f"{b}.const"] = s("4x4/Const/const")[0]
+        else:
+            layers = [("conv0", "Conv0_up", -5), ("conv1", "Conv1", -4)]
         for ours, tf, k in layers:
             w = s(f"{t}/{tf}/weight")
             if tf == "Conv0_up":
