@@ -73,10 +73,11 @@ def test_synthesis_parity(sg2, mode):
     np.testing.assert_allclose(img, want, atol=1e-5 * scale, rtol=0)
 
 
-def test_gradient_wrt_wplus_parity(sg2):
+@pytest.mark.parametrize("remat", [False, True])
+def test_gradient_wrt_wplus_parity(sg2, remat):
     gen, ref = sg2
     noises = _stored_noise(gen, ref, ref["ws"].shape[0])
-    loss = lambda ws: jnp.mean(jnp.square(gen.synthesize(ws, noises)))
+    loss = lambda ws: jnp.mean(jnp.square(gen.synthesize(ws, noises, remat=remat)))
     value, grad = jax.value_and_grad(loss)(jnp.asarray(ref["ws"]))
     np.testing.assert_allclose(float(value), float(ref["loss_sq_mean"]), rtol=1e-5)
     g, want = np.asarray(grad), ref["grad_ws"]
