@@ -89,9 +89,12 @@ class StyleGAN2Config:
                              f"got {self.architecture!r}")
         if self.conv_clamp is not None and not self.conv_clamp >= 0:
             raise ValueError(f"conv_clamp must be None or >= 0, got {self.conv_clamp!r}")
-        if self.channel_base // r < 1 and self.channel_max >= 1:
-            raise ValueError(f"channel_base {self.channel_base} gives no channels at {r}")
+        if self.channel_base // r < 1:
+            raise ValueError(f"channel_base {self.channel_base} gives no channels at {r}x{r}")
         object.__setattr__(self, "resample_filter", tuple(self.resample_filter))
+        if not self.resample_filter or sum(self.resample_filter) == 0:
+            raise ValueError(f"resample_filter must have a non-zero sum, "
+                             f"got {self.resample_filter}")
 
     # Names the rest of pulse-jax reads from any generator config.
     @property
