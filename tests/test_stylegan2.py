@@ -336,6 +336,9 @@ def test_extra_cases_parity(extra, case):
         jnp.asarray(ref["ws"]))
     want = ref["grad_ws"]
     np.testing.assert_allclose(np.asarray(grad), want, atol=1e-5 * np.abs(want).max(), rtol=0)
+    fit = weights.compute_gaussian_fit(c, gen.params["mapping"], None, z=ref["fit_z"])
+    np.testing.assert_allclose(fit["mean"], ref["fit_mean"], atol=2e-5, rtol=0)
+    np.testing.assert_allclose(fit["std"], ref["fit_std"], atol=2e-5, rtol=1e-5)
 
 
 def test_full_1024_config_f_names_and_shapes():
