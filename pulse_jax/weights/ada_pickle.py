@@ -12,8 +12,10 @@ source; here it is kept as a string and never executed: the stand-in for
 (:class:`PersistentObject`).
 
 The allow-list: that function, ``collections.OrderedDict`` and ``dnnlib.util.EasyDict`` (as
-dicts), the tensor globals ``torch._utils._rebuild_tensor{,_v2}`` / ``_rebuild_parameter``
-and ``torch.storage._load_from_bytes`` (a storage saved by ``torch.save`` into bytes, read by
+dicts), the tensor globals ``torch._utils._rebuild_tensor{,_v2}`` /
+``_rebuild_parameter{,_with_state}``, ``torch._tensor._rebuild_from_type_v2`` (with
+``torch.Tensor`` / ``torch.nn.Parameter`` as inert markers) and
+``torch.storage._load_from_bytes`` (a storage saved by ``torch.save`` into bytes, read by
 our own restricted PyTorch reader), and numpy's scalar/dtype/array globals (numeric only). Any
 other global raises :class:`UnsafePickleError` before it could run.
 
@@ -118,6 +120,22 @@ def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, *unused) 
     return data
 
 
+class _TensorType:
+    """Stand-in for ``torch.Tensor`` / ``torch.nn.Parameter`` (only as a rebuild argument)."""
+
+
+_TENSOR_TYPE = _TensorType()
+
+
+def _rebuild_from_type_v2(func, new_type, args, state) -> np.ndarray:
+    """How PyTorch >= 1.x pickles tensors that carry Python attributes; those are dropped."""
+    if func not in (_rebuild_tensor, _rebuild_parameter) or new_type is not _TENSOR_TYPE:
+        raise _Bad("unsupported tensor reconstruction")
+    if not isinstance(args, tuple):
+        raise _Bad("bad arguments for tensor reconstruction")
+    return func(*args)
+
+
 _ALLOWED: dict[tuple[str, str], Any] = {
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
     ("collections", "OrderedDict"): _Dict,
@@ -126,6 +144,11 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
+    ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,
+    ("torch._tensor", "Tensor"): _TENSOR_TYPE,
+    ("torch", "Tensor"): _TENSOR_TYPE,
+    ("torch.nn.parameter", "Parameter"): _TENSOR_TYPE,
     ("torch.storage", "_load_from_bytes"): _load_from_bytes,
     ("_codecs", "encode"): latin1_encode,
     **NUMPY_GLOBALS,
