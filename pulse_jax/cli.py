@@ -225,13 +225,15 @@ def _convert_flags() -> flags.FlagValues:
     fv = flags.FlagValues()
     for name, help_ in (
             ("synthesis", "PULSE's synthesis.pt (give this or --nvidia)"),
-            ("nvidia", "NVIDIA's karras2019stylegan-ffhq-1024x1024.pkl (or --synthesis)"),
+            ("nvidia", "an NVIDIA network pickle: StyleGAN v1 TensorFlow "
+                       "(karras2019stylegan-ffhq-1024x1024.pkl) or StyleGAN2-ADA PyTorch "
+                       "(or --synthesis)"),
             ("mapping", "PULSE's mapping.pt (only to compute a Gaussian fit)"),
             ("gaussian_fit", "PULSE's gaussian_fit.pt"),
             ("output", f"checkpoint folder (default: the cache, {weights.ffhq_checkpoint()})")):
         flags.DEFINE_string(name, None, help_, flag_values=fv)
-    flags.DEFINE_string("network", "Gs", "which network of NVIDIA's pickle (G, D or Gs)",
-                        flag_values=fv)
+    flags.DEFINE_string("network", "", "which network of NVIDIA's pickle (default: Gs of a "
+                        "TensorFlow pickle, G_ema of a StyleGAN2-ADA one)", flag_values=fv)
     flags.DEFINE_integer("fit_samples", 1_000_000, "mapping samples for a computed Gaussian "
                          "fit (reference: 1,000,000)", flag_values=fv)
     flags.DEFINE_integer("fit_seed", 0, "PRNG seed of the fit's samples", flag_values=fv)
@@ -245,7 +247,7 @@ def _import(fv: flags.FlagValues):
     """The generator the convert flags name, and the source records of its files."""
     from pulse_jax import weights
     if fv.nvidia:
-        gen = weights.import_nvidia(fv.nvidia, network=fv.network)
+        gen = weights.import_nvidia(fv.nvidia, network=fv.network or None)
         sources = [weights.source_record(fv.nvidia, "nvidia_pickle")]
         if fv.mapping:
             _err("--mapping is ignored with --nvidia (the pickle holds the mapping network)")
@@ -285,6 +287,9 @@ def _convert(argv: Sequence[str]) -> int:
         raise UsageError(f"this importer is not available: {e}") from None
     except (ValueError, KeyError, TypeError, OSError) as e:
         raise UsageError(f"cannot convert: {e}") from None
+    if not fv.output and gen.config.family != "stylegan":
+        raise UsageError("convert: a StyleGAN2 pickle needs --output=FOLDER (the default "
+                         "folder is that of NVIDIA's FFHQ StyleGAN v1)")
     from pulse_jax.weights.fetch import save_converted
     try:
         gen = save_converted(gen, out, sources, fit_samples=fv.fit_samples,

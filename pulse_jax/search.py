@@ -74,7 +74,8 @@ class Result:
       restart_best_step: ``[N, restarts]``: the step of each restart's best iterate.
       latent: ``[N, rows, D]`` the chosen restart's raw Gaussian latent z.
       wplus: ``[N, L, D]`` the W+ latent fed to the synthesis network.
-      noises: L arrays ``[N, r, r, 1]``, the noise maps of the chosen iterate.
+      noises: one array ``[N, r, r, 1]`` per ``generator.noise_shapes`` entry, the noise
+        maps of the chosen iterate.
       restart_hr: ``[N, restarts, R, R, 3]`` if ``keep_restart_images``, else None.
       seed, face_ids: what the random starts were derived from.
     """

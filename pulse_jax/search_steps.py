@@ -32,7 +32,8 @@ import optax
 from pulse_jax import degrade as degrade_lib
 from pulse_jax import losses as losses_lib
 from pulse_jax import optim
-from pulse_jax import stylegan
+from pulse_jax import stylegan, stylegan2
+from pulse_jax.families import AnyConfig
 from pulse_jax.generator import Generator
 from pulse_jax.search_config import NoisePlan, SearchConfig
 
@@ -66,21 +67,22 @@ class SearchState(NamedTuple):
 class Spec:
     """Everything static about one compiled search."""
 
-    gen: stylegan.GeneratorConfig
+    gen: AnyConfig
     cfg: SearchConfig
     rows: int
     factor: int
     plan: NoisePlan
 
     @classmethod
-    def make(cls, gen: stylegan.GeneratorConfig, cfg: SearchConfig, factor: int,
+    def make(cls, gen: AnyConfig, cfg: SearchConfig, factor: int,
              platform: Optional[str] = None) -> "Spec":
         """Derives the latent rows and the noise plan from the two configs, and resolves
         the "auto" settings for ``platform`` (default: JAX's default backend)."""
         rows = cfg.num_latent_rows or gen.num_layers
         if rows < gen.num_layers:
             raise ValueError(f"num_latent_rows {rows} < the generator's {gen.num_layers} layers")
-        return cls(gen, cfg.resolved(platform), rows, factor, NoisePlan.make(cfg, gen.num_layers))
+        return cls(gen, cfg.resolved(platform), rows, factor,
+                   NoisePlan.make(cfg, len(gen.noise_shapes)))
 
     @property
     def latent_rows(self) -> int:
@@ -95,9 +97,13 @@ def optimizer(spec: Spec) -> optax.GradientTransformation:
 def prepare(spec: Spec, gen: Generator) -> dict:
     """What the steps read of the frozen generator, computed once per search: the synthesis
     params with their conv weight arithmetic done (:func:`stylegan.prepare_synthesis`) and
-    the Gaussian fit."""
-    return {"synthesis": stylegan.prepare_synthesis(spec.gen, gen.params["synthesis"],
-                                                    spec.cfg.upconv),
+    the Gaussian fit. StyleGAN2's convs are modulated per sample, so its weights are used
+    as they are (and ``upconv`` does not apply to it)."""
+    if spec.gen.family == stylegan2.FAMILY:
+        synthesis = gen.params["synthesis"]
+    else:
+        synthesis = stylegan.prepare_synthesis(spec.gen, gen.params["synthesis"], spec.cfg.upconv)
+    return {"synthesis": synthesis,
             "mean": gen.gaussian_fit["mean"], "std": gen.gaussian_fit["std"]}
 
 
@@ -109,7 +115,8 @@ def gaussian_wplus(spec: Spec, weights: dict, z: jax.Array) -> jax.Array:
 
 def noise_list(spec: Spec, trainable: Sequence[jax.Array], frozen: Sequence[jax.Array],
                 batch: int) -> list[jax.Array]:
-    """All L noise maps as ``[B, r, r, 1]`` from the trainable/frozen ``[B, 1, r, r]`` ones."""
+    """All noise maps (one per ``noise_shapes`` entry) as ``[B, r, r, 1]`` from the
+    trainable/frozen ``[B, 1, r, r]`` ones."""
     out = []
     t, f = dict(zip(spec.plan.trainable, trainable)), dict(zip(spec.plan.frozen, frozen))
     for i, (r, _, _) in enumerate(spec.gen.noise_shapes):
@@ -125,9 +132,13 @@ def forward(spec: Spec, weights: dict, params: dict, frozen: tuple) -> tuple[jax
     wplus = gaussian_wplus(spec, weights, z)
     noises = noise_list(spec, params["noise"], frozen, z.shape[0])
     L = spec.gen.num_layers
-    raw = stylegan.Synthesis(spec.gen, remat=spec.cfg.remat, upconv=spec.cfg.upconv,
-                             prepared=True).apply({"params": weights["synthesis"]},
-                                                  wplus[:, :L], noises)
+    if spec.gen.family == stylegan2.FAMILY:
+        raw = stylegan2.synthesis_apply(spec.gen, weights["synthesis"], wplus[:, :L], noises,
+                                        remat=spec.cfg.remat)
+    else:
+        raw = stylegan.Synthesis(spec.gen, remat=spec.cfg.remat, upconv=spec.cfg.upconv,
+                                 prepared=True).apply({"params": weights["synthesis"]},
+                                                      wplus[:, :L], noises)
     return wplus, (raw + 1.0) / 2.0
 
 
@@ -158,7 +169,7 @@ def draw(spec: Spec, key: jax.Array) -> tuple[dict, tuple]:
     width = spec.gen.dlatent_size
     kz, kn = jax.random.split(key)
     z = jax.random.normal(kz, (spec.latent_rows, width), jnp.float32)
-    nkeys = jax.random.split(kn, spec.gen.num_layers)
+    nkeys = jax.random.split(kn, len(spec.gen.noise_shapes))
     maps = {i: jax.random.normal(nkeys[i], (1, r, r), jnp.float32)
             for i, (r, _, _) in enumerate(spec.gen.noise_shapes)
             if i not in spec.plan.zero}

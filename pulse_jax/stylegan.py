@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, Mapping as MappingT, Sequence
+from typing import Any, ClassVar, Mapping as MappingT, Sequence
 
 from flax import traverse_util
 import flax.linen as nn
@@ -33,6 +33,7 @@ from pulse_jax import convs
 
 Params = MappingT[str, Any]
 
+FAMILY = "stylegan"
 _SQRT2 = math.sqrt(2.0)
 _LRELU_SLOPE = 0.2
 
@@ -55,6 +56,8 @@ class GeneratorConfig:
         fused (transposed-conv) upsampling, which equals nearest-up + a spatially flipped
         3x3 kernel.
     """
+
+    family: ClassVar[str] = FAMILY
 
     resolution: int = 1024
     fmap_base: int = 8192
@@ -81,6 +84,11 @@ class GeneratorConfig:
     @property
     def log2_resolution(self) -> int:
         return int(round(math.log2(self.resolution)))
+
+    @property
+    def z_size(self) -> int:
+        """Width of the mapping network's input z (that of W in StyleGAN v1)."""
+        return self.dlatent_size
 
     @property
     def num_layers(self) -> int:

@@ -4,7 +4,10 @@ Two routes lead to a :class:`pulse_jax.Generator`:
 
 * PULSE's PyTorch files (``synthesis.pt``, ``mapping.pt``, ``gaussian_fit.pt``):
   :func:`import_pulse`, or :func:`from_pulse_state_dicts` for in-memory state dicts;
-* NVIDIA's ``karras2019stylegan-ffhq-1024x1024.pkl``: :func:`import_nvidia`.
+* NVIDIA's pickles: :func:`import_nvidia` tells StyleGAN v1 TensorFlow pickles
+  (``karras2019stylegan-ffhq-1024x1024.pkl``) from StyleGAN2-ADA PyTorch pickles
+  (``ffhq.pkl``, ``metfaces.pkl``, ``network-snapshot-*.pkl``) and returns a StyleGAN v1
+  or StyleGAN2 generator.
 
 Neither needs PyTorch or TensorFlow, and neither runs code from the files: their pickles
 are read by restricted unpicklers that only rebuild arrays. Save the result once with
@@ -20,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pulse_jax.generator import Generator
+from pulse_jax.weights.errors import CheckpointFormatError
 from pulse_jax.weights.checkpoint import CheckpointError, load_generator, read_manifest, save_generator
 from pulse_jax.weights.gaussian_fit import compute_gaussian_fit
 from pulse_jax.weights.fetch import ffhq_generator
@@ -33,8 +37,8 @@ __all__ = [
     "default_checkpoint_path", "default_generator", "ffhq_checkpoint", "ffhq_generator",
     "from_pulse_state_dicts",
     "how_to_get_weights", "import_nvidia", "import_pulse", "infer_config", "load_generator",
-    "read_manifest", "resolve_checkpoint", "save_generator", "state_dict_shapes",
-    "source_record",
+    "nvidia_format", "read_manifest", "resolve_checkpoint", "save_generator",
+    "state_dict_shapes", "source_record",
 ]
 
 
@@ -104,16 +108,71 @@ def import_pulse(synthesis_path: os.PathLike, mapping_path: Optional[os.PathLike
     return from_pulse_state_dicts(syn, mapping, fit)
 
 
-def import_nvidia(pkl_path: os.PathLike, network: str = "Gs") -> Generator:
-    """Read NVIDIA's StyleGAN v1 pickle (e.g. ``karras2019stylegan-ffhq-1024x1024.pkl``).
+def nvidia_format(pkl_path: os.PathLike) -> str:
+    """Which kind of NVIDIA pickle ``pkl_path`` is, from the first network module its stream
+    names: "stylegan2-ada" (PyTorch ``torch_utils.persistence`` networks) or "tensorflow"
+    (``dnnlib.tflib`` Networks: StyleGAN v1 or StyleGAN2). The opcodes are only parsed
+    (``pickletools.genops``), never executed, and parsing stops at the first match."""
+    import pickletools
+    from pulse_jax.weights.safe_pickle import checkpoint_errors, open_checkpoint
+    spath = os.fspath(pkl_path)
+    with open_checkpoint(spath) as fh, checkpoint_errors(spath, "corrupt or truncated pickle"):
+        if fh.read(1) != b"\x80":
+            raise CheckpointFormatError(f"{spath}: not a pickle file (NVIDIA's networks are "
+                                        "pickles; see checkpoints/README.md)")
+        fh.seek(0)
+        for _, arg, _ in pickletools.genops(fh):
+            if not isinstance(arg, str):
+                continue
+            if arg.startswith("torch_utils.persistence"):
+                return "stylegan2-ada"
+            if arg.startswith("dnnlib.tflib.network"):
+                return "tensorflow"
+    raise CheckpointFormatError(f"{spath}: not an NVIDIA StyleGAN network pickle (it names "
+                                "neither dnnlib.tflib.network nor torch_utils.persistence)")
 
-    ``network`` picks one of the pickled ``(G, D, Gs)``: ``Gs``, the moving average that
-    NVIDIA and PULSE use. No TensorFlow is needed and no code from the pickle runs. The
-    result has mapping weights but no Gaussian fit: compute one with
-    :func:`compute_gaussian_fit` or load PULSE's ``gaussian_fit.pt``.
+
+def _stylegan2_generator(pkl_path: os.PathLike, init_kwargs: Mapping[str, Any],
+                         state_dict: Mapping[str, Any]) -> Generator:
+    from pulse_jax import stylegan2
+    try:
+        config = stylegan2.StyleGAN2Config.from_init_kwargs(init_kwargs)
+        params = stylegan2.params_from_state_dict(config, state_dict)
+    except ValueError as e:
+        raise CheckpointFormatError(f"{os.fspath(pkl_path)}: {e}") from None
+    return Generator(config=config, params=params)
+
+
+def import_nvidia(pkl_path: os.PathLike, network: Optional[str] = None) -> Generator:
+    """Read one of NVIDIA's generator pickles, whichever kind (:func:`nvidia_format`).
+
+    * StyleGAN v1 TensorFlow (``karras2019stylegan-ffhq-1024x1024.pkl``): a StyleGAN v1
+      generator; ``network`` picks one of the pickled ``(G, D, Gs)`` (default ``Gs``, the
+      moving average that NVIDIA and PULSE use).
+    * StyleGAN2 TensorFlow (``stylegan2-ffhq-config-f.pkl``): a StyleGAN2 generator, the
+      variables mapped by name as the official ``legacy.py`` maps them (``network``: ``Gs``
+      by default).
+    * StyleGAN2-ADA PyTorch: a StyleGAN2 generator; ``network`` is ``G_ema`` (default) or
+      ``G``. The architecture comes from the pickled constructor arguments; the embedded
+      Python source is never run.
+
+    No TensorFlow or PyTorch is needed and no code from the pickle runs. The result has
+    mapping weights but no Gaussian fit: compute one with :func:`compute_gaussian_fit`
+    (``pulse-jax convert`` does) or, for StyleGAN v1 FFHQ, load PULSE's ``gaussian_fit.pt``.
     """
-    from pulse_jax.weights import nvidia_pickle
-    nv = nvidia_pickle.load_nvidia_pickle(pkl_path, network=network)
+    kind = nvidia_format(pkl_path)
+    if kind == "stylegan2-ada":
+        from pulse_jax.weights import ada_pickle
+        net = ada_pickle.load_ada_pickle(pkl_path, network=network or "G_ema")
+        return _stylegan2_generator(pkl_path, net["init_kwargs"], net["state_dict"])
+    from pulse_jax.weights import nvidia_pickle, tf_stylegan2
+    nv = nvidia_pickle.load_nvidia_pickle(pkl_path, network=network or "Gs")
+    if tf_stylegan2.is_stylegan2(nv["synthesis"]):
+        try:
+            kwargs, sd = tf_stylegan2.state_dict(nv)
+        except ValueError as e:
+            raise CheckpointFormatError(f"{os.fspath(pkl_path)}: {e}") from None
+        return _stylegan2_generator(pkl_path, kwargs, sd)
     syn, mapping = nvidia_pickle.nvidia_to_pulse_state_dicts(nv)
     return from_pulse_state_dicts(syn, mapping)
 

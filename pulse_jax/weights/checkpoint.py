@@ -2,8 +2,9 @@
 
 ``arrays.npz`` is a plain NumPy zip (read with ``allow_pickle=False``, so loading runs no
 code) holding every parameter under its ``/``-joined params path, plus ``gaussian_fit/mean``
-and ``gaussian_fit/std``. ``manifest.json`` records the format version, the
-:class:`GeneratorConfig`, every array's shape and stored dtype, the SHA-256 of
+and ``gaussian_fit/std``. ``manifest.json`` records the format version, the generator
+``family`` ("stylegan" or "stylegan2"; absent in checkpoints older than StyleGAN2 support,
+which are StyleGAN v1) and its config, every array's shape and stored dtype, the SHA-256 of
 ``arrays.npz`` (checked on load) and the checksums of the files it was converted from.
 The folder is written under a temporary name and renamed into place, so a crash never
 leaves a half-written checkpoint.
@@ -23,9 +24,8 @@ from flax import traverse_util
 import jax.numpy as jnp
 import numpy as np
 
-from pulse_jax import files, stylegan
+from pulse_jax import families, files
 from pulse_jax.generator import Generator
-from pulse_jax.stylegan import GeneratorConfig
 
 FORMAT = "pulse-jax-generator"
 FORMAT_VERSION = 1
@@ -72,6 +72,7 @@ def save_generator(generator: Generator, path: os.PathLike, *,
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "family": generator.config.family,
             "config": generator.config.to_dict(),
             "has_mapping": generator.has_mapping,
             "has_gaussian_fit": generator.gaussian_fit is not None,
@@ -113,7 +114,7 @@ def read_manifest(path: os.PathLike) -> dict:
 
 
 # Manifest fields that describe the arrays; update_manifest never changes them.
-_OWN_FIELDS = ("format", "format_version", "created", "config", "has_mapping",
+_OWN_FIELDS = ("format", "format_version", "created", "family", "config", "has_mapping",
                "has_gaussian_fit", "arrays", "arrays_sha256", "sources")
 
 
@@ -155,7 +156,10 @@ def load_generator(path: os.PathLike, verify: bool = True) -> Generator:
     for k, v in flat.items():
         if list(v.shape) != expected[k]["shape"]:
             raise CheckpointError(f"{apath}: {k} has shape {v.shape}, manifest says {expected[k]['shape']}")
-    config = GeneratorConfig.from_dict(manifest["config"])
+    try:
+        config = families.config_from_dict(manifest.get("family", "stylegan"), manifest["config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path / MANIFEST}: bad generator config ({e})") from None
     tree = traverse_util.unflatten_dict({k: v.astype(np.float32) for k, v in flat.items()},
                                         sep="/")
     params = tree.get("params", {})
@@ -169,7 +173,8 @@ def load_generator(path: os.PathLike, verify: bool = True) -> Generator:
 
 def _check_shapes(gen: Generator) -> None:
     """The params must have exactly the names and shapes that the config implies."""
-    expected = {k: v.shape for k, v in _flatten(stylegan.param_shapes(gen.config)).items()
+    shapes = families.module_for(gen.config).param_shapes(gen.config)
+    expected = {k: v.shape for k, v in _flatten(shapes).items()
                 if gen.has_mapping or not k.startswith("mapping/")}
     got = {k: v.shape for k, v in _flatten(gen.params).items()}
     if expected != got:

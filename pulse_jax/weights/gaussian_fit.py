@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pulse_jax import stylegan
-from pulse_jax.stylegan import GeneratorConfig
+from pulse_jax import families
+from pulse_jax.families import AnyConfig
 
 
 def undo_lrelu(w: jax.Array) -> jax.Array:
@@ -31,7 +31,7 @@ def fit_statistics(samples: np.ndarray) -> dict[str, np.ndarray]:
     return {"mean": x.mean(0).astype(np.float32), "std": x.std(0, ddof=1).astype(np.float32)}
 
 
-def compute_gaussian_fit(config: GeneratorConfig, mapping_params, key: jax.Array,
+def compute_gaussian_fit(config: AnyConfig, mapping_params, key: jax.Array,
                          num_samples: int = 1_000_000, chunk_size: int = 65536,
                          z: Optional[np.ndarray] = None,
                          progress: Optional[Callable[[int, int], None]] = None,
@@ -43,17 +43,17 @@ def compute_gaussian_fit(config: GeneratorConfig, mapping_params, key: jax.Array
       key: PRNG key for z ~ N(0, I) (ignored when ``z`` is given).
       num_samples: number of z samples (the reference uses 1,000,000).
       chunk_size: rows per mapping call; peak memory is a few ``[chunk_size, D]`` arrays.
-      z: optional explicit samples ``[N, D]`` (e.g. the reference's, for parity tests).
+      z: optional explicit samples ``[N, config.z_size]`` (e.g. the reference's, for parity tests).
       progress: called as ``progress(done, total)`` after every chunk.
 
     Chunks are combined exactly (Chan et al.'s pairwise update in float64), so the result
     does not depend on the chunk size beyond float32 rounding of the mapping itself.
     """
-    D = config.dlatent_size
+    D, Z = config.dlatent_size, config.z_size
     total = num_samples if z is None else int(np.shape(z)[0])
     if total < 2:
         raise ValueError("need at least 2 samples for an unbiased std")
-    fn = jax.jit(lambda p, zz: undo_lrelu(stylegan.Mapping(config).apply({"params": p}, zz)))
+    fn = jax.jit(lambda p, zz: undo_lrelu(families.mapping_fn(config, p, zz)))
     n = 0
     mean = np.zeros(D, np.float64)
     m2 = np.zeros(D, np.float64)
@@ -63,7 +63,7 @@ def compute_gaussian_fit(config: GeneratorConfig, mapping_params, key: jax.Array
         if z is not None:
             zc = jnp.asarray(z[start:stop], jnp.float32)
         else:
-            zc = jax.random.normal(keys[i], (stop - start, D), jnp.float32)
+            zc = jax.random.normal(keys[i], (stop - start, Z), jnp.float32)
         v = np.asarray(fn(mapping_params, zc), np.float64)
         nb = v.shape[0]
         mb = v.mean(0)

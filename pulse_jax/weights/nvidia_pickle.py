@@ -145,7 +145,8 @@ def load_nvidia_pickle(path: PathLike, network: str = "Gs") -> dict[str, Any]:
     Returns ``{"mapping": {tf_name: ndarray}, "synthesis": {tf_name: ndarray},
     "static_kwargs": <synthesis static kwargs as stored>, "synthesis_config": <the same merged
     over G_synthesis's defaults, so resolution/fmap_base/fmap_max/... are always present>,
-    "mapping_static_kwargs": ..., "name": ...}`` plus ``"dlatent_avg"`` when the chosen network
+    "mapping_static_kwargs": ..., "network_static_kwargs": <the chosen network's own>,
+    "name": ...}`` plus ``"dlatent_avg"`` when the chosen network
     has that variable. Variable names are relative to their component (``Dense0/weight``,
     ``4x4/Const/const``, ...). The stored kwargs hold only what was passed explicitly (for the
     FFHQ model presumably num_channels, resolution and label_size), hence ``synthesis_config``.
@@ -178,6 +179,7 @@ def load_nvidia_pickle(path: PathLike, network: str = "Gs") -> dict[str, Any]:
             "synthesis": _network_vars(comps["synthesis"], "synthesis component"),
             "static_kwargs": _kwargs(comps["synthesis"], "synthesis"),
             "mapping_static_kwargs": _kwargs(comps["mapping"], "mapping"),
+            "network_static_kwargs": _kwargs(net, f"network {network!r}"),
         }
         result["synthesis_config"] = {
             **SYNTHESIS_DEFAULTS,

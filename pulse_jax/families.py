@@ -1,0 +1,49 @@
+"""Generator families: which module implements a generator config.
+
+pulse-jax runs two families behind one :class:`~pulse_jax.generator.Generator` API:
+StyleGAN v1 (:mod:`pulse_jax.stylegan`, :class:`~pulse_jax.stylegan.GeneratorConfig`) and
+StyleGAN2 (:mod:`pulse_jax.stylegan2`, :class:`~pulse_jax.stylegan2.StyleGAN2Config`). A
+config names its family (``config.family``); the functions here dispatch on it, so callers
+never test which family they hold.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any, Mapping, Union
+
+import jax
+
+from pulse_jax import stylegan, stylegan2
+from pulse_jax.stylegan import GeneratorConfig
+from pulse_jax.stylegan2 import StyleGAN2Config
+
+AnyConfig = Union[GeneratorConfig, StyleGAN2Config]
+
+_MODULES: dict[str, ModuleType] = {stylegan.FAMILY: stylegan, stylegan2.FAMILY: stylegan2}
+_CONFIGS: dict[str, type] = {stylegan.FAMILY: GeneratorConfig, stylegan2.FAMILY: StyleGAN2Config}
+FAMILIES = tuple(_MODULES)
+
+
+def module_for(config: AnyConfig) -> ModuleType:
+    """The module implementing ``config``'s family (``synthesize``, ``map_latents``,
+    ``init_params``, ``param_shapes``, ``noise_zeros``, ``noise_normal``)."""
+    family = getattr(config, "family", None)
+    if family not in _MODULES:
+        raise ValueError(f"not a generator config: {type(config).__name__}")
+    return _MODULES[family]
+
+
+def config_from_dict(family: str, d: Mapping[str, Any]) -> AnyConfig:
+    """The config of ``family`` ("stylegan" or "stylegan2") from its ``to_dict()``."""
+    if family not in _CONFIGS:
+        raise ValueError(f"unknown generator family {family!r} (known: {list(FAMILIES)})")
+    return _CONFIGS[family].from_dict(d)
+
+
+def mapping_fn(config: AnyConfig, params: Any, z: jax.Array) -> jax.Array:
+    """The mapping network, unjitted (for callers that jit a larger function):
+    z ``[N, z_size]`` -> w ``[N, dlatent_size]``."""
+    if config.family == stylegan2.FAMILY:
+        return stylegan2.mapping_apply(config, params, z)
+    return stylegan.Mapping(config).apply({"params": params}, z)
