@@ -10,7 +10,7 @@ never test which family they hold.
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any, Mapping, Union
+from typing import Any, Mapping, Sequence, Union
 
 import jax
 
@@ -47,3 +47,22 @@ def mapping_fn(config: AnyConfig, params: Any, z: jax.Array) -> jax.Array:
     if config.family == stylegan2.FAMILY:
         return stylegan2.mapping_apply(config, params, z)
     return stylegan.Mapping(config).apply({"params": params}, z)
+
+
+def prepare_synthesis(config: AnyConfig, params: Any, upconv: str) -> Any:
+    """The synthesis params as a search reads them, computed once per search: StyleGAN v1's
+    with their conv weight arithmetic done (:func:`stylegan.prepare_synthesis`, for the
+    ``upconv`` form); StyleGAN2's as they are, since its convs are modulated per sample."""
+    if config.family == stylegan2.FAMILY:
+        return params
+    return stylegan.prepare_synthesis(config, params, upconv)
+
+
+def synthesize_prepared(config: AnyConfig, prepared: Any, wplus: jax.Array,
+                        noises: Sequence[jax.Array], *, remat: bool, upconv: str) -> jax.Array:
+    """Synthesis from :func:`prepare_synthesis`'s params, unjitted: W+ ``[B, L, D]`` and the
+    noise maps ``[B, r, r, 1]`` -> raw image ``[B, R, R, C]`` (about [-1, 1])."""
+    if config.family == stylegan2.FAMILY:
+        return stylegan2.synthesis_apply(config, prepared, wplus, noises, remat=remat)
+    return stylegan.Synthesis(config, remat=remat, upconv=upconv,
+                              prepared=True).apply({"params": prepared}, wplus, noises)

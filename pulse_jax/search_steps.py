@@ -32,7 +32,7 @@ import optax
 from pulse_jax import degrade as degrade_lib
 from pulse_jax import losses as losses_lib
 from pulse_jax import optim
-from pulse_jax import stylegan, stylegan2
+from pulse_jax import families, stylegan
 from pulse_jax.families import AnyConfig
 from pulse_jax.generator import Generator
 from pulse_jax.search_config import NoisePlan, SearchConfig
@@ -96,14 +96,9 @@ def optimizer(spec: Spec) -> optax.GradientTransformation:
 
 def prepare(spec: Spec, gen: Generator) -> dict:
     """What the steps read of the frozen generator, computed once per search: the synthesis
-    params with their conv weight arithmetic done (:func:`stylegan.prepare_synthesis`) and
-    the Gaussian fit. StyleGAN2's convs are modulated per sample, so its weights are used
-    as they are (and ``upconv`` does not apply to it)."""
-    if spec.gen.family == stylegan2.FAMILY:
-        synthesis = gen.params["synthesis"]
-    else:
-        synthesis = stylegan.prepare_synthesis(spec.gen, gen.params["synthesis"], spec.cfg.upconv)
-    return {"synthesis": synthesis,
+    synthesis params (:func:`families.prepare_synthesis`) and the Gaussian fit."""
+    return {"synthesis": families.prepare_synthesis(spec.gen, gen.params["synthesis"],
+                                                    spec.cfg.upconv),
             "mean": gen.gaussian_fit["mean"], "std": gen.gaussian_fit["std"]}
 
 
@@ -132,13 +127,8 @@ def forward(spec: Spec, weights: dict, params: dict, frozen: tuple) -> tuple[jax
     wplus = gaussian_wplus(spec, weights, z)
     noises = noise_list(spec, params["noise"], frozen, z.shape[0])
     L = spec.gen.num_layers
-    if spec.gen.family == stylegan2.FAMILY:
-        raw = stylegan2.synthesis_apply(spec.gen, weights["synthesis"], wplus[:, :L], noises,
-                                        remat=spec.cfg.remat)
-    else:
-        raw = stylegan.Synthesis(spec.gen, remat=spec.cfg.remat, upconv=spec.cfg.upconv,
-                                 prepared=True).apply({"params": weights["synthesis"]},
-                                                      wplus[:, :L], noises)
+    raw = families.synthesize_prepared(spec.gen, weights["synthesis"], wplus[:, :L], noises,
+                                       remat=spec.cfg.remat, upconv=spec.cfg.upconv)
     return wplus, (raw + 1.0) / 2.0
 
 

@@ -291,6 +291,25 @@ def test_search_is_self_consistent(own_targets):
     assert (res.restart_best_step > 0).all()
 
 
+def test_search_recovers_its_own_faces():
+    """PULSE with its defaults (100 steps, 1 restart) on faces a StyleGAN2 drew itself, x4:
+    the search finds HR images that downscale to them within eps, as it does for v1's
+    (measured: 8 of 8, l2 1.45e-3 to 1.78e-3 against eps 2e-3). The generator has the
+    official random initialization; its Gaussian fit is PULSE's recipe on 20,000 samples."""
+    from pulse_jax.generator import random_generator
+    from pulse_jax.weights.gaussian_fit import compute_gaussian_fit
+    cfg = stylegan2.StyleGAN2Config(img_resolution=32, mapping_layers=2, channel_base=1024,
+                                    channel_max=128)
+    gen = random_generator(cfg, jax.random.PRNGKey(0))
+    fit = compute_gaussian_fit(cfg, gen.params["mapping"], jax.random.PRNGKey(1),
+                               num_samples=20_000)
+    gen = gen.replace_gaussian_fit(fit["mean"], fit["std"])
+    faces = gen.sample(jax.random.PRNGKey(7), 8)
+    lr = np.clip(np.asarray(degrade.bicubic_downscale(faces, 4)), 0, 1).astype(np.float32)
+    res = pulse_jax.upsample(gen, lr, SearchConfig(), seed=0)
+    assert res.success.sum() >= 7, res.l2
+
+
 # ------------------------------------------------------------------------------------------
 # Cases the shared fixture does not cover (data/sg2/sg2ada_extra_cases.npz, official code):
 # conv_clamp, other resolutions and channel counts, mapping depth/width/lr multiplier,
