@@ -1,7 +1,10 @@
 """Shared test set-up: float32 parity needs full-precision matmuls and convs."""
 
+import atexit
 import os
 import pathlib
+import shutil
+import tempfile
 
 # Fake several CPU devices before JAX initialises, so sharding tests have devices to use.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
@@ -11,6 +14,16 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
+
+# One XLA compilation cache per test session: many tests compile the same programs (the
+# same search stages at the same shapes, through new closures), and a cache hit skips the
+# compile (test_search.py: 224 s -> 163 s on 2 CPU cores). A fresh folder each session, so
+# nothing carries over between runs; subprocesses started by tests do not use it.
+_XLA_CACHE = tempfile.mkdtemp(prefix="pulse-jax-tests-xla-cache-")
+atexit.register(shutil.rmtree, _XLA_CACHE, ignore_errors=True)
+jax.config.update("jax_compilation_cache_dir", _XLA_CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 DATA = pathlib.Path(__file__).parent / "data"
 

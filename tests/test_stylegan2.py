@@ -291,6 +291,7 @@ def test_search_is_self_consistent(own_targets):
     assert (res.restart_best_step > 0).all()
 
 
+@pytest.mark.slow
 def test_search_recovers_its_own_faces():
     """PULSE with its defaults (100 steps, 1 restart) on faces a StyleGAN2 drew itself, x4:
     the search finds HR images that downscale to them within eps, as it does for v1's
