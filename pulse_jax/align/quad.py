@@ -17,15 +17,23 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ffhq_quad", "ffhq_quad_from_points", "photo_to_unit", "quad_from_similarity", "quad_size",
-           "similarity_fit", "unit_to_photo"]
+__all__ = ["ffhq_points", "ffhq_quad", "ffhq_quad_from_points", "photo_to_unit",
+           "quad_from_similarity", "quad_size", "similarity_fit", "unit_to_photo"]
+
+
+def ffhq_points(landmarks68: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The FFHQ recipe's inputs from dlib's 68 landmarks ``[..., 68, 2]``: the left eye
+    centre (mean of points 36-41), the right eye centre (42-47) and the mouth centre (mean of
+    the corners 48 and 54), each ``[..., 2]``."""
+    lm = np.asarray(landmarks68, np.float64)
+    return (lm[..., 36:42, :].mean(axis=-2), lm[..., 42:48, :].mean(axis=-2),
+            (lm[..., 48, :] + lm[..., 54, :]) * 0.5)
 
 
 def ffhq_quad(landmarks68: np.ndarray) -> tuple[np.ndarray, float]:
     """NVIDIA's FFHQ crop quad from dlib's 68 landmarks (the reference's arithmetic).
 
-    Eyes are the means of points 36-41 and 42-47, the mouth corners points 48 and 54; the
-    quad is :func:`ffhq_quad_from_points` of those.
+    The quad is :func:`ffhq_quad_from_points` of :func:`ffhq_points`.
 
     Args:
       landmarks68: ``[68, 2]`` photo pixels.
@@ -36,8 +44,7 @@ def ffhq_quad(landmarks68: np.ndarray) -> tuple[np.ndarray, float]:
     lm = np.asarray(landmarks68, np.float64)
     if lm.shape != (68, 2):
         raise ValueError(f"expected [68, 2] landmarks, got {lm.shape}")
-    return ffhq_quad_from_points(np.mean(lm[36:42], axis=0), np.mean(lm[42:48], axis=0),
-                                 (lm[48] + lm[54]) * 0.5)
+    return ffhq_quad_from_points(*ffhq_points(lm))
 
 
 def ffhq_quad_from_points(eye_left: np.ndarray, eye_right: np.ndarray,

@@ -27,7 +27,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image
 
-from pulse_jax.align import framing, landmarks
+from pulse_jax.align import framing, landmarks, quad as quads
 
 __all__ = ["estimate_template", "fit_ffhq5", "framing_summary", "generator_samples", "main",
            "write_template"]
@@ -68,8 +68,7 @@ def _trimmed_mean(a: np.ndarray, cut: float = 0.1) -> np.ndarray:
 def framing_summary(points68: np.ndarray) -> dict:
     """Eye distance, eye height and mouth height (crop fractions) from ``[N, 68, 2]``
     normalized landmarks (medians over N); the figures docs/align.md compares."""
-    eye_l, eye_r = points68[:, 36:42].mean(1), points68[:, 42:48].mean(1)
-    mouth = (points68[:, 48] + points68[:, 54]) / 2
+    eye_l, eye_r, mouth = quads.ffhq_points(points68)
     return {"eye_distance": round(float(np.median(np.hypot(*(eye_r - eye_l).T))), 4),
             "eye_height": round(float(np.median((eye_l + eye_r)[:, 1] / 2)), 4),
             "mouth_height": round(float(np.median(mouth[:, 1])), 4)}
@@ -134,10 +133,9 @@ def fit_ffhq5(faces: Iterable[np.ndarray], mirror: bool = True) -> tuple[np.ndar
             if a is None or b is None:
                 continue
             o, d, features = framing.eye_frame(a)
-            z = b @ np.array([1, 1j])
-            targets = np.array([z[36:42].mean(), z[42:48].mean(), (z[48] + z[54]) / 2])
+            in_frame = (np.array(quads.ffhq_points(b)) @ np.array([1, 1j]) - o) / d
             xs.append(features)
-            ys.append(np.concatenate([((targets - o) / d).real, ((targets - o) / d).imag]))
+            ys.append(np.concatenate([in_frame.real, in_frame.imag]))
     if len(xs) < 6:
         raise ValueError(f"only {len(xs)} faces measured; the fit needs at least 6")
     coef, *_ = np.linalg.lstsq(np.array(xs), np.array(ys), rcond=None)
