@@ -110,6 +110,16 @@ def _reflect_index(p: np.ndarray, n: int) -> np.ndarray:
     return np.where(m >= n, period - m, m)
 
 
+def _banded(size: int, pos: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The float64 ``[rows, size]`` matrix whose row r adds ``weights[r, i]`` at input position
+    ``pos[r, i]``, positions outside ``[0, size)`` mirrored back first (reflect padding)."""
+    rows, taps = pos.shape
+    mat = np.zeros((rows, size), np.float64)
+    np.add.at(mat, (np.repeat(np.arange(rows), taps), _reflect_index(pos, size).ravel()),
+              weights.ravel())
+    return mat
+
+
 @functools.lru_cache(maxsize=64)
 def bicubic_matrix(size: int, factor: int) -> np.ndarray:
     """The ``[size / factor, size]`` float32 matrix of one bicubic pass, reflect padding folded in.
@@ -126,10 +136,7 @@ def bicubic_matrix(size: int, factor: int) -> np.ndarray:
     rows = size // f
     before = (3 * f) // 2  # the rest, 3f - before, pads the end; only `before` sets positions
     pos = np.arange(rows)[:, None] * f - before + np.arange(4 * f)[None, :]  # [rows, 4f]
-    mat = np.zeros((rows, size), np.float64)
-    np.add.at(mat, (np.repeat(np.arange(rows), 4 * f), _reflect_index(pos, size).ravel()),
-              np.tile(taps, rows))
-    mat = mat.astype(np.float32)
+    mat = _banded(size, pos, np.tile(taps, rows)).astype(np.float32)
     mat.setflags(write=False)
     return mat
 
@@ -146,14 +153,19 @@ def bicubic_downscale(x: jax.Array, factor: int) -> jax.Array:
       ``[B, H/f, W/f, C]``: rows filtered and subsampled first, then columns, as the reference.
       Pure and jit/grad/vmap friendly (the matrices are trace-time constants).
     """
+    return _separable(x, factor, bicubic_matrix)
+
+
+def _separable(x: jax.Array, factor: int, matrix: Callable[[int, int], np.ndarray]) -> jax.Array:
+    """``x`` ``[B, H, W, C]`` through the pass ``matrix(size, factor)`` on rows, then columns."""
     f = _check_factor(factor)
     x = jnp.asarray(x)
     _check_image(x, f)
     dtype = jnp.promote_types(x.dtype, jnp.float32)
     x = x.astype(dtype)
     _, h, w, _ = x.shape
-    rows = jnp.asarray(bicubic_matrix(h, f), dtype)
-    cols = jnp.asarray(bicubic_matrix(w, f), dtype)
+    rows = jnp.asarray(matrix(h, f), dtype)
+    cols = jnp.asarray(matrix(w, f), dtype)
     # HIGHEST: the LR image is compared against eps ~ 2e-3 in the loss, so no TF32/bf16 passes.
     hp = lax.Precision.HIGHEST
     x = jnp.einsum("sh,bhwc->bswc", rows, x, precision=hp)
@@ -205,9 +217,7 @@ def gaussian_matrix(size: int, factor: int) -> np.ndarray:
         centre = (np.arange(rows) + 0.5) * f - 0.5                       # [rows]
         pos = np.floor(centre)[:, None] + np.arange(-radius, radius + 2)[None, :]
         w = np.exp(-0.5 * np.square((pos - centre[:, None]) / sigma))    # [rows, taps]
-        mat = np.zeros((rows, size), np.float64)
-        np.add.at(mat, (np.repeat(np.arange(rows), pos.shape[1]),
-                        _reflect_index(pos.astype(np.int64), size).ravel()), w.ravel())
+        mat = _banded(size, pos.astype(np.int64), w)
         mat = (mat / mat.sum(axis=1, keepdims=True)).astype(np.float32)
     mat.setflags(write=False)
     return mat
@@ -224,16 +234,7 @@ def gaussian_downscale(x: jax.Array, factor: int) -> jax.Array:
     Returns:
       ``[B, H/f, W/f, C]`` in (at least) float32.
     """
-    f = _check_factor(factor)
-    x = jnp.asarray(x)
-    _check_image(x, f)
-    dtype = jnp.promote_types(x.dtype, jnp.float32)
-    x = x.astype(dtype)
-    _, h, w, _ = x.shape
-    hp = lax.Precision.HIGHEST
-    x = jnp.einsum("sh,bhwc->bswc", jnp.asarray(gaussian_matrix(h, f), dtype), x, precision=hp)
-    return jnp.einsum("tw,bswc->bstc", jnp.asarray(gaussian_matrix(w, f), dtype), x,
-                      precision=hp)
+    return _separable(x, factor, gaussian_matrix)
 
 
 def make_degradation(name: str, factor: int) -> Degradation:
