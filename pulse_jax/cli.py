@@ -275,7 +275,7 @@ def _convert(argv: Sequence[str]) -> int:
     if bool(fv.synthesis) == bool(fv.nvidia):
         raise UsageError("convert: give exactly one of --synthesis=synthesis.pt or "
                          "--nvidia=FILE.pkl")
-    from pulse_jax import weights
+    from pulse_jax import stylegan, weights
     out = pathlib.Path(fv.output).expanduser() if fv.output else weights.ffhq_checkpoint()
     if out.exists() and not fv.overwrite:
         raise UsageError(f"{out} exists; pass --overwrite to replace it")
@@ -287,7 +287,7 @@ def _convert(argv: Sequence[str]) -> int:
         raise UsageError(f"this importer is not available: {e}") from None
     except (ValueError, KeyError, TypeError, OSError) as e:
         raise UsageError(f"cannot convert: {e}") from None
-    if not fv.output and gen.config.family != "stylegan":
+    if not fv.output and gen.config.family != stylegan.FAMILY:
         raise UsageError("convert: a StyleGAN2 pickle needs --output=FOLDER (the default "
                          "folder is that of NVIDIA's FFHQ StyleGAN v1)")
     from pulse_jax.weights.fetch import save_converted

@@ -27,7 +27,8 @@ FAMILIES = tuple(_MODULES)
 
 def module_for(config: AnyConfig) -> ModuleType:
     """The module implementing ``config``'s family (``synthesize``, ``map_latents``,
-    ``init_params``, ``param_shapes``, ``noise_zeros``, ``noise_normal``)."""
+    ``mapping_apply``, ``prepare_synthesis``, ``synthesis_prepared``, ``init_params``,
+    ``param_shapes``, ``noise_zeros``, ``noise_normal``)."""
     family = getattr(config, "family", None)
     if family not in _MODULES:
         raise ValueError(f"not a generator config: {type(config).__name__}")
@@ -44,25 +45,19 @@ def config_from_dict(family: str, d: Mapping[str, Any]) -> AnyConfig:
 def mapping_fn(config: AnyConfig, params: Any, z: jax.Array) -> jax.Array:
     """The mapping network, unjitted (for callers that jit a larger function):
     z ``[N, z_size]`` -> w ``[N, dlatent_size]``."""
-    if config.family == stylegan2.FAMILY:
-        return stylegan2.mapping_apply(config, params, z)
-    return stylegan.Mapping(config).apply({"params": params}, z)
+    return module_for(config).mapping_apply(config, params, z)
 
 
 def prepare_synthesis(config: AnyConfig, params: Any, upconv: str) -> Any:
     """The synthesis params as a search reads them, computed once per search: StyleGAN v1's
-    with their conv weight arithmetic done (:func:`stylegan.prepare_synthesis`, for the
-    ``upconv`` form); StyleGAN2's as they are, since its convs are modulated per sample."""
-    if config.family == stylegan2.FAMILY:
-        return params
-    return stylegan.prepare_synthesis(config, params, upconv)
+    with their conv weight arithmetic done for the ``upconv`` form; StyleGAN2's as they are,
+    since its convs are modulated per sample."""
+    return module_for(config).prepare_synthesis(config, params, upconv)
 
 
 def synthesize_prepared(config: AnyConfig, prepared: Any, wplus: jax.Array,
                         noises: Sequence[jax.Array], *, remat: bool, upconv: str) -> jax.Array:
     """Synthesis from :func:`prepare_synthesis`'s params, unjitted: W+ ``[B, L, D]`` and the
     noise maps ``[B, r, r, 1]`` -> raw image ``[B, R, R, C]`` (about [-1, 1])."""
-    if config.family == stylegan2.FAMILY:
-        return stylegan2.synthesis_apply(config, prepared, wplus, noises, remat=remat)
-    return stylegan.Synthesis(config, remat=remat, upconv=upconv,
-                              prepared=True).apply({"params": prepared}, wplus, noises)
+    return module_for(config).synthesis_prepared(config, prepared, wplus, noises, remat=remat,
+                                                 upconv=upconv)

@@ -362,10 +362,24 @@ def synthesize(config: GeneratorConfig, params: Params, wplus: jax.Array,
                                                                list(noises))
 
 
+def synthesis_prepared(config: GeneratorConfig, prepared: Params, wplus: jax.Array,
+                       noises: Sequence[jax.Array], *, remat: bool = False,
+                       upconv: str = "direct") -> jax.Array:
+    """Unjitted :func:`synthesize` from :func:`prepare_synthesis`'s params (for callers that
+    jit a larger function, such as the search step)."""
+    return Synthesis(config, remat=remat, upconv=upconv,
+                     prepared=True).apply({"params": prepared}, wplus, noises)
+
+
+def mapping_apply(config: GeneratorConfig, params: Params, z: jax.Array) -> jax.Array:
+    """Unjitted :func:`map_latents`."""
+    return Mapping(config).apply({"params": params}, z)
+
+
 @functools.partial(jax.jit, static_argnames=("config",))
 def map_latents(config: GeneratorConfig, params: Params, z: jax.Array) -> jax.Array:
     """Mapping network: z ``[N, D]`` -> w ``[N, D]``."""
-    return Mapping(config).apply({"params": params}, z)
+    return mapping_apply(config, params, z)
 
 
 def prepare_synthesis(config: GeneratorConfig, params: Params, upconv: str = "direct") -> dict:

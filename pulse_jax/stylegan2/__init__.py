@@ -24,8 +24,9 @@ up-sampling, modulated convolution), ``network`` (mapping, synthesis, truncation
 from pulse_jax.stylegan2.config import ARCHITECTURES, FAMILY, StyleGAN2Config
 from pulse_jax.stylegan2.layers import lrelu
 from pulse_jax.stylegan2.network import (check_inputs, const_noise, map_latents, mapping_apply,
-                                         noise_normal, noise_zeros, synthesis_apply,
-                                         synthesize, truncate)
+                                         noise_normal, noise_zeros, prepare_synthesis,
+                                         synthesis_apply, synthesis_prepared, synthesize,
+                                         truncate)
 from pulse_jax.stylegan2.params import (init_params, official_state_dict_shapes,
                                         param_shape_tree, param_shapes, params_from_state_dict,
                                         state_dict_from_params)
@@ -34,5 +35,6 @@ __all__ = [
     "ARCHITECTURES", "FAMILY", "StyleGAN2Config", "check_inputs", "const_noise", "init_params",
     "lrelu", "map_latents", "mapping_apply", "noise_normal", "noise_zeros",
     "official_state_dict_shapes", "param_shape_tree", "param_shapes", "params_from_state_dict",
-    "state_dict_from_params", "synthesis_apply", "synthesize", "truncate",
+    "prepare_synthesis", "state_dict_from_params", "synthesis_apply", "synthesis_prepared",
+    "synthesize", "truncate",
 ]

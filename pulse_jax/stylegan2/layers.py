@@ -11,21 +11,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pulse_jax.stylegan import lrelu, pixel_norm
 from pulse_jax.stylegan2.config import StyleGAN2Config
 
 Params = Mapping[str, Any]
 
 _SQRT2 = math.sqrt(2.0)
-_LRELU_SLOPE = 0.2
 
-
-def lrelu(x: jax.Array) -> jax.Array:
-    return jnp.where(x >= 0, x, x * _LRELU_SLOPE)
-
-
-def normalize_2nd_moment(x: jax.Array, eps: float = 1e-8) -> jax.Array:
-    """``x / sqrt(mean(x**2, -1) + eps)``; x ``[N, D]``."""
-    return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps)
+# The same LeakyReLU(0.2) and second-moment normalization as StyleGAN v1's (official names).
+normalize_2nd_moment = pixel_norm
 
 
 def bias_act(x: jax.Array, bias: Optional[jax.Array], act: str, gain: float,

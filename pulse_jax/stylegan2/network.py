@@ -108,6 +108,21 @@ def synthesis_apply(config: StyleGAN2Config, params: Params, wplus: jax.Array,
     return img
 
 
+def prepare_synthesis(config: StyleGAN2Config, params: Params, upconv: str = "direct") -> Params:
+    """The synthesis params as a search reads them: as they are, since StyleGAN2's convs are
+    modulated per sample (``upconv``, a StyleGAN v1 option, does not apply)."""
+    del config, upconv
+    return params
+
+
+def synthesis_prepared(config: StyleGAN2Config, prepared: Params, wplus: jax.Array,
+                       noises: Sequence[jax.Array], *, remat: bool = False,
+                       upconv: str = "direct") -> jax.Array:
+    """:func:`synthesis_apply` from :func:`prepare_synthesis`'s params (``upconv`` ignored)."""
+    del upconv
+    return synthesis_apply(config, prepared, wplus, noises, remat)
+
+
 @functools.partial(jax.jit, static_argnames=("config", "remat"))
 def synthesize(config: StyleGAN2Config, params: Params, wplus: jax.Array,
                noises: Sequence[jax.Array], remat: bool = False) -> jax.Array:

@@ -24,7 +24,7 @@ from flax import traverse_util
 import jax.numpy as jnp
 import numpy as np
 
-from pulse_jax import families, files
+from pulse_jax import families, files, stylegan
 from pulse_jax.generator import Generator
 
 FORMAT = "pulse-jax-generator"
@@ -157,7 +157,8 @@ def load_generator(path: os.PathLike, verify: bool = True) -> Generator:
         if list(v.shape) != expected[k]["shape"]:
             raise CheckpointError(f"{apath}: {k} has shape {v.shape}, manifest says {expected[k]['shape']}")
     try:
-        config = families.config_from_dict(manifest.get("family", "stylegan"), manifest["config"])
+        config = families.config_from_dict(manifest.get("family", stylegan.FAMILY),
+                                           manifest["config"])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path / MANIFEST}: bad generator config ({e})") from None
     tree = traverse_util.unflatten_dict({k: v.astype(np.float32) for k, v in flat.items()},
