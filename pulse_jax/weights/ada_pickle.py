@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .numpy_pickle import NUMPY_GLOBALS, ArrayStub, DTypeStub
+from .numpy_pickle import NOT_NUMPY, NUMPY_GLOBALS, numpy_value
 from .safe_pickle import FormatProblem as _Bad
 from .safe_pickle import (RestrictedUnpickler, checkpoint_errors, latin1_encode, open_checkpoint,
                           rebuild, unpickle)
@@ -162,14 +162,9 @@ class _Unpickler(RestrictedUnpickler):
 
 
 def _convert(x: Any, walk, remember) -> Any:
-    if isinstance(x, ArrayStub):
-        if x.array is None:
-            raise _Bad("numpy array without data")
-        return x.array
-    if isinstance(x, np.ndarray):
-        return x
-    if isinstance(x, DTypeStub):
-        return x.numpy_dtype
+    value = numpy_value(x)
+    if value is not NOT_NUMPY:
+        return value
     if isinstance(x, (set, frozenset)):
         return type(x)(walk(v) for v in x)
     if isinstance(x, PersistentObject):

@@ -24,7 +24,7 @@ import numpy as np
 
 from .safe_pickle import FormatProblem as _Bad
 
-__all__ = ["NUMPY_GLOBALS", "ArrayStub", "DTypeStub"]
+__all__ = ["NOT_NUMPY", "NUMPY_GLOBALS", "ArrayStub", "DTypeStub", "numpy_value"]
 
 
 class _NDArrayType:
@@ -135,3 +135,21 @@ for _m in ("numpy.core.multiarray", "numpy._core.multiarray"):
     NUMPY_GLOBALS[(_m, "scalar")] = _np_scalar
 for _m in ("numpy.core.numeric", "numpy._core.numeric"):
     NUMPY_GLOBALS[(_m, "_frombuffer")] = _np_frombuffer
+
+
+NOT_NUMPY = object()
+"""What :func:`numpy_value` returns for an object that is not numpy's."""
+
+
+def numpy_value(x: Any) -> Any:
+    """The array or dtype a numpy stub stands for (an array as it is), or :data:`NOT_NUMPY`:
+    the numpy cases of a format's ``convert`` for :func:`~.safe_pickle.rebuild`."""
+    if isinstance(x, ArrayStub):
+        if x.array is None:
+            raise _Bad("numpy array without data")
+        return x.array
+    if isinstance(x, np.ndarray):
+        return x
+    if isinstance(x, DTypeStub):
+        return x.numpy_dtype
+    return NOT_NUMPY

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from .numpy_pickle import NUMPY_GLOBALS, ArrayStub, DTypeStub
+from .numpy_pickle import NOT_NUMPY, NUMPY_GLOBALS, numpy_value
 from .nvidia_to_pulse import (MAPPING_DEFAULTS, SYNTHESIS_DEFAULTS, blur_kernel,
                               nvidia_to_pulse_state_dicts)
 from .safe_pickle import FormatProblem as _Bad
@@ -88,14 +88,9 @@ class _Unpickler(RestrictedUnpickler):
 
 
 def _convert(x: Any, walk, remember) -> Any:
-    if isinstance(x, ArrayStub):
-        if x.array is None:
-            raise _Bad("numpy array without data")
-        return x.array
-    if isinstance(x, np.ndarray):
-        return x
-    if isinstance(x, DTypeStub):
-        return x.numpy_dtype
+    value = numpy_value(x)
+    if value is not NOT_NUMPY:
+        return value
     if isinstance(x, _NetworkStub):
         if not hasattr(x, "state"):
             raise _Bad("Network object without state")
