@@ -166,12 +166,13 @@ class _Run:
     """One process's share of a batch: where it writes, what is finished, how it reports."""
 
     def __init__(self, generator: Generator, output_dir: pathlib.Path,
-                 cfg: search_lib.SearchConfig, options: BatchOptions, faces: list[Face],
-                 process: tuple[int, int], log: Callable[[str], None]):
+                 cfg: search_lib.SearchConfig, options: BatchOptions,
+                 op: Optional[degrade.Operator], faces: list[Face], process: tuple[int, int],
+                 log: Callable[[str], None]):
         self.generator, self.output_dir, self.cfg, self.options = generator, output_dir, cfg, options
         self.pi, self.pc = process
-        self.op = degrade.parse(options.degradation) if options.degradation else None
-        self.masks = _needs_masks(self.op)
+        self.op = op  # options.degradation parsed (None: the reference bicubic)
+        self.masks = degrade.has_placeholder(op)
         self.mask_shas: dict[pathlib.Path, Optional[str]] = {}
         self.hash = config_hash(generator, cfg, options.seed,
                                 "" if self.op is None else degradation_fingerprint(self.op))
@@ -262,19 +263,13 @@ def degradation_fingerprint(op: degrade.Operator) -> str:
     return op.describe() + "|" + hashlib.sha256(b"".join(x.tobytes() for x in leaves)).hexdigest()
 
 
-def _needs_masks(op: Optional[degrade.Operator]) -> bool:
-    """Whether ``op`` has the ``mask()`` placeholder (masks read per face)."""
-    return op is not None and any(isinstance(o, degrade.Mask) and o.mask is None
-                                  for o in degrade.flatten(op))
-
-
 def _face_operator(run: _Run, f: Face, x: np.ndarray,
                    notes: list[str]) -> tuple[degrade.Operator, np.ndarray]:
     """The face's operator (its mask read from ``{stem}_mask.png`` for ``mask()``) and its
     observation with the channels the operator makes; ImageError naming the problem."""
     ops = list(degrade.flatten(run.op))
     for i, o in enumerate(ops):
-        if isinstance(o, degrade.Mask) and o.mask is None:
+        if isinstance(o, degrade.Mask) and o.placeholder:
             mp = mask_path(f.input)
             if not mp.is_file():
                 raise images.ImageError(f.input, f"the degradation has mask() but its mask "
@@ -460,11 +455,12 @@ def run_batch(
     paths = (list(inputs) if isinstance(inputs, (list, tuple)) and inputs
              and all(isinstance(p, os.PathLike) for p in inputs)
              else images.discover_inputs(inputs))
-    if opts.degradation and _needs_masks(degrade.parse(opts.degradation)):
+    op = degrade.parse(opts.degradation) if opts.degradation else None
+    if degrade.has_placeholder(op):
         paths = [p for p in paths if not pathlib.Path(p).stem.endswith("_mask")]  # masks
     all_faces = plan_faces(paths, opts.duplicates)
     mine = [f for f in all_faces if f.face_id % pc == pi]
-    run = _Run(generator, output_dir, cfg, opts, mine, (pi, pc), log or _logger.info)
+    run = _Run(generator, output_dir, cfg, opts, op, mine, (pi, pc), log or _logger.info)
     if pi == 0:
         n_dev = 1 if mesh is None else mesh.size
         run.say(f"pulse-jax: {len(paths)} input file(s) -> {output_dir}; generator "

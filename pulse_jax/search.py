@@ -171,7 +171,7 @@ def resolve_degradation(degradation: Any, n: int) -> tuple[Optional[degrade.Oper
                          f"got {type(degradation).__name__}")
     if not isinstance(op, degrade.Operator):
         raise ValueError(f"not a degradation operator: {op!r}")
-    if any(isinstance(o, degrade.Mask) and o.mask is None for o in degrade.flatten(op)):
+    if degrade.has_placeholder(op):
         raise ValueError("the degradation has mask() without a mask: build it with "
                          "degrade.mask(array) or mask(file=...)")
     return op, per_face

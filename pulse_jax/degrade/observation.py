@@ -55,28 +55,27 @@ def noise_variance(op: Operator) -> Any:
     return 0.0
 
 
+def _observed_mean(op: Operator, err: jax.Array, rows: bool) -> jax.Array:
+    """Per-face mean ``[B]`` of the elementwise error ``err`` ``[B, h, w, c]`` over the
+    observed pixels of ``op``'s mask (all pixels without one)."""
+    m = observed_mask(op)
+    if m is None:
+        return jnp.mean(err, axis=tuple(range(1, err.ndim)))
+    m = jnp.asarray(m, err.dtype)
+    m = jnp.broadcast_to(m if rows else m[None], err.shape[:3] + (1,))
+    return jnp.sum(err * m, axis=(1, 2, 3)) / (jnp.sum(m, axis=(1, 2, 3)) * err.shape[-1])
+
+
 def data_mse(op: Operator, y_hat: jax.Array, y: jax.Array, *, rows: bool = False) -> jax.Array:
     """Per-face mean squared error ``[B]`` of ``y_hat`` against ``y`` (both ``[B, h, w, c]``)
     over the observed pixels of ``op``'s mask (module doc). ``rows``: the mask has a leading
     ``B`` axis (a per-row operator)."""
-    d2 = jnp.square(y_hat - y)
-    m = observed_mask(op)
-    if m is None:
-        return jnp.mean(d2, axis=tuple(range(1, d2.ndim)))
-    m = jnp.asarray(m, d2.dtype)
-    m = jnp.broadcast_to(m if rows else m[None], d2.shape[:3] + (1,))
-    return jnp.sum(d2 * m, axis=(1, 2, 3)) / (jnp.sum(m, axis=(1, 2, 3)) * d2.shape[-1])
+    return _observed_mean(op, jnp.square(y_hat - y), rows)
 
 
 def data_mae(op: Operator, y_hat: jax.Array, y: jax.Array, *, rows: bool = False) -> jax.Array:
     """As :func:`data_mse` with absolute errors (for the L1 term)."""
-    d = jnp.abs(y_hat - y)
-    m = observed_mask(op)
-    if m is None:
-        return jnp.mean(d, axis=tuple(range(1, d.ndim)))
-    m = jnp.broadcast_to(jnp.asarray(m, d.dtype) if rows else jnp.asarray(m, d.dtype)[None],
-                         d.shape[:3] + (1,))
-    return jnp.sum(d * m, axis=(1, 2, 3)) / (jnp.sum(m, axis=(1, 2, 3)) * d.shape[-1])
+    return _observed_mean(op, jnp.abs(y_hat - y), rows)
 
 
 def observation_l2(op: Operator, hr: Any, observed: Any) -> np.ndarray:

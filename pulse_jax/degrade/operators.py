@@ -41,7 +41,7 @@ from pulse_jax.degrade.downscale import (DEGRADATIONS, _check_factor, area_downs
 __all__ = [
     "GRAY_WEIGHTS", "Blur", "Compose", "Downscale", "Gray", "Mask", "Noise", "Operator",
     "adjoint", "blur", "blur_kernel", "compose", "downscale", "flatten", "gaussian_psf",
-    "gray", "mask", "noise", "read_psf", "stack",
+    "gray", "has_placeholder", "mask", "noise", "read_psf", "stack",
 ]
 
 #: Luma weights (R, G, B) of ITU-R BT.601 and BT.709.
@@ -180,6 +180,11 @@ class Mask(Operator):
 
     mask: Optional[jax.Array] = None
     source: str = flax.struct.field(pytree_node=False, default="")
+
+    @property
+    def placeholder(self) -> bool:
+        """The runner's ``mask()``: no mask yet, one is read for each face."""
+        return self.mask is None
 
     def __call__(self, x: jax.Array) -> jax.Array:
         if self.mask is None:
@@ -330,6 +335,11 @@ def flatten(op: Operator) -> tuple[Operator, ...]:
     if isinstance(op, Compose):
         return tuple(o for inner in op.ops for o in flatten(inner))
     return (op,)
+
+
+def has_placeholder(op: Optional[Operator]) -> bool:
+    """Whether ``op`` holds a ``mask()`` placeholder (:attr:`Mask.placeholder`)."""
+    return op is not None and any(isinstance(o, Mask) and o.placeholder for o in flatten(op))
 
 
 def compose(*ops: Operator) -> Operator:
