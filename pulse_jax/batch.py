@@ -304,7 +304,7 @@ def _search_group(run: _Run, group: list[_Loaded], mesh) -> None:
     opts, cfg = run.options, run.cfg
     factor = run.generator.resolution // group[0][1].shape[0]
     frame_w = max(2, len(str(cfg.steps)))
-    offset = 0   # faces before it are written or recorded as failed
+    offset = 0   # group[:offset] is written or recorded as failed
     while offset < len(group):
         part = group[offset:]
 
@@ -316,6 +316,7 @@ def _search_group(run: _Run, group: list[_Loaded], mesh) -> None:
                              p.step - 1, frame_w, [g[3] for g in faces])
 
         chunk = search_lib.faces_per_call(len(part), opts.batch_size, mesh)
+        end = min(offset + chunk, len(group))  # group[offset:end]: the chunk in flight
         try:
             run.bar.chunk_started()
             t0 = time.perf_counter()
@@ -330,17 +331,18 @@ def _search_group(run: _Run, group: list[_Loaded], mesh) -> None:
                 run.summary.face_steps += (stop - start) * cfg.steps
                 for i, (f, lr, notes, op) in enumerate(part[start:stop]):
                     _write_face(run, f, lr, notes, res, i, factor, wall, frame_w, op)
-                run.bar.faces_done(stop - start)
-                offset += stop - start
+                    offset += 1  # written: a failure after this does not blame it
+                    run.bar.faces_done(1)
+                end = min(offset + chunk, len(group))
                 run.bar.chunk_started()
                 t0 = time.perf_counter()
         except Exception as e:  # noqa: BLE001 - recorded, the batch goes on
             run.say(traceback.format_exc())
-            failed = part[:chunk]
+            failed = group[offset:end]  # the chunk that raised, less what it wrote
             for f, *_ in failed:
                 run.bad(f, f"{f.input}: search failed: {type(e).__name__}: {e}", "search")
             run.bar.faces_done(len(failed))
-            offset += len(failed)
+            offset = end
 
 
 def _write_face(run: _Run, f: Face, lr: np.ndarray, notes: list[str], res: search_lib.Result,
