@@ -17,8 +17,11 @@ The pipeline, for every process:
    ``(seed, face id, restart)`` only, so they are the same however the list is split over
    devices and processes. Process ``p`` of ``n`` takes the faces with ``face_id % n == p``.
    A face is written as ``{name}.png`` where ``name`` is the file's stem, as in the
-   reference, or ``{stem}_{k+1}`` for duplicates (``d > 1``). Names are unique
-   case-insensitively *with* their derived files (``{name}_lr.png``, ``{name}_sheet.png``): a
+   reference, or ``{stem}_{k+1}`` for duplicates (``d > 1``). A stem that is not a plain
+   file name has its path separators, control characters and leading dots made ``_``
+   (``...png`` -> ``__``: nothing is written outside the output folder;
+   :func:`pulse_jax.faces.safe_stem`). Names are unique case-insensitively *with* their
+   derived files (``{name}_lr.png``, ``{name}_sheet.png``, the frames folder ``{name}/``): a
    later face whose name would clash (``a/face.png`` and ``b/face.png``, or ``face.png`` and
    ``face.jpg``) becomes ``{name}-2``, ``{name}-3``, ... in input-list order.
 2. **Resume.** Records already in the manifest (:mod:`pulse_jax.manifest`) are read. A face

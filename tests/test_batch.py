@@ -340,3 +340,43 @@ def test_failed_write_blames_only_the_faces_not_written(tmp_path, monkeypatch):
     assert "No space left" in recs["face03"]["error"] and recs["face03"]["error_kind"] == "search"
     assert set(recs) == {f"face0{i}" for i in range(5)}
     assert (s.done, s.bad) == (4, 1) and batch.exit_status(s) == exit_codes.BAD_INPUT
+
+
+def test_plan_faces_unsafe_stems_stay_inside_the_output_folder():
+    paths = [pathlib.Path(p) for p in
+             ["in/...png", "in/..png", "in/.hidden.png", "in/a\\b.png", "in/tab\tx.png",
+              "in/nul\x00.png", "in/__.png", "in/manifest.jsonl.png", "in/a.png.png", "in/a.png"]]
+    names = [f.name for f in batch.plan_faces(paths)]
+    assert names == ["__", "_", "_hidden", "a_b", "tab_x", "nul_", "__-2", "manifest.jsonl-2",
+                     "a.png", "a-2"]
+    for n in names:
+        assert "/" not in n and "\\" not in n and not n.startswith(".")
+        assert pathlib.Path(n).name == n and n not in (".", "..")
+    assert batch.plan_faces([pathlib.Path("x/plain-name_1.png")])[0].name == "plain-name_1"
+
+
+def test_no_input_name_writes_outside_the_output_folder(tmp_path):
+    """List entries whose stems are ``..``, ``.``, hidden, with a backslash or a tab, or the
+    manifest's name, with every output option on: all files land inside the output folder,
+    each face has its own, and the manifest stays a file."""
+    src, work = tmp_path / "src", tmp_path / "work"
+    stems = ["..", ".", ".hidden", "a\\b", "tab\tx", "manifest.jsonl", "plain"]
+    for i, stem in enumerate(stems):
+        fakes.write_faces(src, 1, start=i)
+        (src / f"face{i:02d}.png").rename(src / f"{stem}.png")
+    (src / "list.txt").write_text("".join(f"{s}.png\n" for s in stems))
+    out = work / "out"
+    before = {p for p in tmp_path.rglob("*")}
+    s, _ = _run(src / "list.txt", out, save_intermediate=True, save_lr=True,
+                save_contact_sheet=True)
+    new = {p for p in tmp_path.rglob("*")} - before
+    outside = [p for p in new if out not in p.parents and p != out and p != work]
+    assert outside == [], outside
+    assert (s.done, s.bad) == (len(stems), 0), s.errors
+    recs = files.read_jsonl(out / "manifest.jsonl")
+    names = [r["name"] for r in recs]
+    assert sorted(names) == sorted(["__", "_", "_hidden", "a_b", "tab_x", "manifest.jsonl-2",
+                                    "plain"])
+    for r in recs:
+        assert pathlib.Path(r["output"]).parent == out
+        assert (out / r["name"] / "HR").is_dir() and (out / f"{r['name']}_sheet.png").is_file()
