@@ -10,8 +10,10 @@
    ``{photo}_{k}.png`` and its ``manifest.jsonl`` as for any LR folder;
 3. :func:`paste_results`: for every photo, each face's HR result is put back where its crop
    came from (:func:`pulse_jax.align.paste.paste_back`), and the photo is written as
-   ``photos/{photo}.png``, with one line per photo in ``photos/manifest.jsonl`` linking it
-   to its faces: crop, LR, HR, l2 and success (or why a face has no result).
+   ``photos/{photo}.png`` (``photo``: its name from step 1, unique: ``me.jpg`` and ``me.png``,
+   in that order, give ``photos/me.png`` and ``photos/me-2.png``), with one line per photo in
+   ``photos/manifest.jsonl`` linking it to its faces: crop, LR, HR, l2 and success (or why a
+   face has no result).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Callable, Optional
 
 from pulse_jax import files, images
 from pulse_jax.align import folder, framing, paste, photos
+from pulse_jax.faces import safe_stem
 
 __all__ = ["ALIGNED", "PHOTOS", "PasteSummary", "align_photos", "default_lr_size",
            "paste_results"]
@@ -85,7 +88,9 @@ def paste_results(output_dir: os.PathLike,
     target = out / PHOTOS / "manifest.jsonl"
     target.unlink(missing_ok=True)
     summary = PasteSummary()
-    for photo_path, faces in _photo_faces(aligned, results).items():
+    per_photo = _photo_faces(aligned, results)
+    fallback = folder.photo_names(list(per_photo))  # an aligned/ older than photo_name
+    for (photo_path, faces), name in zip(per_photo.items(), fallback):
         photo = photos.load_photo(photo_path)
         links = []
         for f in faces:
@@ -101,7 +106,8 @@ def paste_results(output_dir: os.PathLike,
                 link.update(hr=r["output"], l2=r.get("l2"), success=r.get("success"))
                 summary.faces += 1
             links.append(link)
-        written = images.save_png(out / PHOTOS / f"{pathlib.Path(photo_path).stem}.png", photo)
+        name = safe_stem(faces[0]["align"].get("photo_name", name))
+        written = images.save_png(out / PHOTOS / f"{name}.png", photo)
         files.append_jsonl(target, {"input": photo_path, "output": str(written), "faces": links})
         summary.photos += 1
         if log is not None:
