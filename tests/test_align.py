@@ -374,3 +374,19 @@ def test_align_and_paste_write_nothing_outside_their_folder(tmp_path):
     names = sorted(p.name for p in (out / "aligned").glob("*.png"))
     assert names == ["___0.png", "___1.png"]
     assert [p.name for p in (out / "photos").glob("*.png")] == ["__.png"]
+
+
+def test_align_command_refuses_a_folder_in_use(tmp_path, capsys):
+    from pulse_jax import folder_lock
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(scene(0, 0.0, 256, (100, 150))[0]).save(photos / "p.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    with folder_lock.hold(out):
+        status = align_main([f"--input_dir={photos}", f"--output_dir={out}", "--size=64",
+                             "--lr_size=8", "--template=ffhq", "--checkpoint=default"],
+                            log=lambda m: None)
+    assert status == exit_codes.BUSY
+    assert "in use by another pulse-jax run" in capsys.readouterr().err
+    assert not (out / "manifest.jsonl").exists() and not list(out.glob("*.png"))

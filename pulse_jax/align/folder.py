@@ -19,7 +19,9 @@ a list file) :func:`align_folder` writes, in ``output_dir``:
   ``photo_name``, ``face_index``, ``box`` and ``error``; a photo that fails (unreadable, no
   face) a line with ``input``, ``photo_name`` and ``error``; the other photos proceed.
 
-The manifest is started afresh on each run (every photo is aligned again).
+The manifest is started afresh on each run (every photo is aligned again). The output folder
+is locked while the run writes (:mod:`pulse_jax.folder_lock`): a second run into it raises
+``OutputBusyError``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from pulse_jax import files, images, inputs
+from pulse_jax import files, folder_lock, images, inputs
 from pulse_jax.align import aligner, framing, photos
 from pulse_jax.align.errors import AlignError
 from pulse_jax.faces import safe_stem, unique_names
@@ -132,7 +134,8 @@ def align_folder(input_spec: str | os.PathLike | Sequence[str | os.PathLike],
 
     Returns:
       an :class:`AlignSummary`. Raises ``ImageError`` when ``input_spec`` names no photos,
-      ValueError for a bad ``lr_size``, ImportError without the align extra.
+      ValueError for a bad ``lr_size``, ImportError without the align extra,
+      ``OutputBusyError`` when another run is writing into ``output_dir``.
     """
     if lr_size and (lr_size < 1 or size % lr_size):
         raise ValueError(f"--lr_size {lr_size} must divide --size {size} "
@@ -140,7 +143,8 @@ def align_folder(input_spec: str | os.PathLike | Sequence[str | os.PathLike],
     paths = inputs.discover_inputs(input_spec)
     out_dir = pathlib.Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    return _align_all(paths, out_dir, size, lr_size, template, num_landmarks, log, options)
+    with folder_lock.hold(out_dir, log=log):
+        return _align_all(paths, out_dir, size, lr_size, template, num_landmarks, log, options)
 
 
 def _align_all(paths: list[pathlib.Path], out_dir: pathlib.Path, size: int, lr_size: int,

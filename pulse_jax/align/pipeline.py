@@ -14,6 +14,11 @@
    in that order, give ``photos/me.png`` and ``photos/me-2.png``), with one line per photo in
    ``photos/manifest.jsonl`` linking it to its faces: crop, LR, HR, l2 and success (or why a
    face has no result).
+
+Steps 1 and 3 hold ``output_dir``'s lock (:mod:`pulse_jax.folder_lock`) as the batch does in
+step 2, so a second run into the folder raises ``OutputBusyError`` instead of rewriting the
+crops or photos of this one. In a multi-process job (``jax.distributed``) process 0 does
+steps 1 and 3 alone, so ``aligned/`` and ``photos/`` are written once.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import sys
 from typing import Callable, Optional
 
 from pulse_jax import files, images
@@ -44,10 +50,43 @@ def align_photos(photos_spec, output_dir: os.PathLike, resolution: int, lr_size:
                  checkpoint_manifest: Optional[dict] = None, num_landmarks: int = 5,
                  log: Optional[Callable[[str], None]] = None) -> folder.AlignSummary:
     """Step 1: aligns the photos into ``{output_dir}/aligned`` for a generator of
-    ``resolution`` whose checkpoint manifest is ``checkpoint_manifest``."""
-    return folder.align_folder(photos_spec, pathlib.Path(output_dir) / ALIGNED, resolution,
-                               lr_size, template=framing.template_for(checkpoint_manifest),
-                               num_landmarks=num_landmarks, log=log)
+    ``resolution`` whose checkpoint manifest is ``checkpoint_manifest``. In a multi-process
+    job process 0 aligns and the others wait for it and take its counts, so the folder and
+    its manifest are written once."""
+    from pulse_jax import multihost
+    out = pathlib.Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pi, pc = _process()
+    with multihost.hold_output(out, pi, pc, log or _stderr):
+        failure, summary = None, folder.AlignSummary()
+        if pi == 0:
+            try:
+                summary = folder.align_folder(
+                    photos_spec, out / ALIGNED, resolution, lr_size,
+                    template=framing.template_for(checkpoint_manifest),
+                    num_landmarks=num_landmarks, log=log)
+            except Exception as e:  # noqa: BLE001 - told to the other processes, raised below
+                failure = e
+        if pc > 1:
+            ok, *counts = multihost.from_process_0(
+                [failure is None, summary.photos, summary.faces, summary.errors])
+            if not ok and failure is None:
+                raise ValueError("--align: process 0 could not align the photos (its "
+                                 "message says why)")
+            summary = folder.AlignSummary(*counts)
+        if failure is not None:
+            raise failure
+        return summary
+
+
+def _process() -> tuple[int, int]:
+    """This process's index and count in a ``jax.distributed`` job."""
+    import jax
+    return jax.process_index(), jax.process_count()
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
 
 
 @dataclasses.dataclass
@@ -57,8 +96,11 @@ class PasteSummary:
     photos: int = 0
     faces: int = 0
     missing: int = 0   # aligned faces without an HR result
+    elsewhere: bool = False  # a process other than 0 of a job: process 0 pastes
 
     def format(self) -> str:
+        if self.elsewhere:
+            return "paste-back: process 0 pastes the faces into the photos"
         return (f"paste-back: {self.photos} photos written with {self.faces} faces replaced"
                 + (f"; {self.missing} faces had no result" if self.missing else ""))
 
@@ -80,9 +122,17 @@ def _photo_faces(aligned: list[dict], results: dict[str, dict]) -> dict[str, lis
 
 def paste_results(output_dir: os.PathLike,
                   log: Optional[Callable[[str], None]] = None) -> PasteSummary:
-    """Step 3: pastes every HR result of ``output_dir`` back into its photo (module doc)."""
-    from pulse_jax import manifest as batch_manifest
+    """Step 3: pastes every HR result of ``output_dir`` back into its photo (module doc);
+    in a multi-process job only process 0 does, after it merged the manifests."""
+    from pulse_jax import multihost
     out = pathlib.Path(output_dir)
+    pi, pc = _process()
+    with multihost.hold_output(out, pi, pc, log or _stderr):
+        return _paste_all(out, log) if pi == 0 else PasteSummary(elsewhere=True)
+
+
+def _paste_all(out: pathlib.Path, log: Optional[Callable[[str], None]]) -> PasteSummary:
+    from pulse_jax import manifest as batch_manifest
     aligned = files.read_jsonl(out / ALIGNED / folder.MANIFEST)
     results = {_key(r["input"]): r for r in batch_manifest.read_records(out) if "input" in r}
     target = out / PHOTOS / "manifest.jsonl"
