@@ -12,7 +12,10 @@ two lock files in the folder:
   (``pid``, ``host``, ``started``, ``process``, ``command``), for the refusal's message.
 
 A lock that cannot be had at once raises :class:`OutputBusyError` naming the holders; nothing
-waits. A process that dies loses its locks (the kernel closes its files), so a stale lock
+waits. One gap is left to the caller: a second job with more processes than the first has
+slots the first does not hold; with a ``jax.distributed`` coordinator its processes learn
+that the others were refused (:func:`pulse_jax.multihost.hold_output`) and stop too, but
+processes started independently (``run_batch(process_index=...)``) cannot know. A process that dies loses its locks (the kernel closes its files), so a stale lock
 file never blocks a later run; the files themselves stay (removing a lock file would let two
 runs lock two different files). A file system without locks (some network mounts) is
 reported once and the run goes on unlocked. Without ``fcntl`` (Windows) there is no lock.
