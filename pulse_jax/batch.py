@@ -17,28 +17,35 @@ The pipeline, for every process:
    ``(seed, face id, restart)`` only, so they are the same however the list is split over
    devices and processes. Process ``p`` of ``n`` takes the faces with ``face_id % n == p``.
    A face is written as ``{name}.png`` where ``name`` is the file's stem, as in the
-   reference, or ``{stem}_{k+1}`` for duplicates (``d > 1``). Names are unique
-   case-insensitively *with* their derived files (``{name}_lr.png``, ``{name}_sheet.png``): a
+   reference, or ``{stem}_{k+1}`` for duplicates (``d > 1``). A stem that is not a plain
+   file name has its path separators, control characters and leading dots made ``_``
+   (``...png`` -> ``__``: nothing is written outside the output folder;
+   :func:`pulse_jax.faces.safe_stem`). Names are unique case-insensitively *with* their
+   derived files (``{name}_lr.png``, ``{name}_sheet.png``, the frames folder ``{name}/``): a
    later face whose name would clash (``a/face.png`` and ``b/face.png``, or ``face.png`` and
    ``face.jpg``) becomes ``{name}-2``, ``{name}-3``, ... in input-list order.
-2. **Resume.** Records already in the manifest (:mod:`pulse_jax.manifest`) are read. A face
+2. **Lock.** The output folder is locked (:mod:`pulse_jax.folder_lock`): a second run into
+   it, while this one runs, raises ``OutputBusyError`` naming this one (pid, host, start)
+   and does nothing. The processes of one multi-process job share the folder.
+3. **Resume.** Records already in the manifest (:mod:`pulse_jax.manifest`) are read. A face
    is skipped when a record has the same ``name``, ``config_hash`` and ``input_sha256`` (so
    an edited input is redone), and its HR file (if one was written) exists. An input
    recorded as bad is not retried until its bytes change. Output options (``save_lr``,
    contact sheets, intermediates) are not hashed: turning one on does not redo a batch.
-3. **Load.** Every face to do is loaded and validated (``images.load_image``); a bad input is
+4. **Load.** Every face to do is loaded and validated (``images.load_image``); a bad input is
    recorded at once and the batch goes on. With a ``degradation`` (docs/degradations.md) the
    input must have the shape the operator makes of the generator's images, and with
    ``mask()`` its mask ``{stem}_mask.png`` is read from beside it; a missing or wrong mask is
    that face's bad input.
-4. **Search.** Faces are grouped by LR size and each group goes to
+5. **Search.** Faces are grouped by LR size and each group goes to
    :func:`pulse_jax.search.upsample_chunks`, which searches ``batch_size * devices`` faces at
    a time, sharded over the local devices (mesh axis ``"faces"``), the last chunk padded.
    ``batch_size`` is the number of faces *per device* and is a setting, never derived from
    the device count: with the same ``batch_size`` a face gets the same bits on 1 or 4
    devices and on 1 or 2 processes (README.md, "Reproducibility"). A chunk whose search
-   raises is recorded as failed (retried by the next run) and the others go on.
-5. **Write.** As each chunk finishes, for each face in order: ``{name}.png`` (HR), optionally
+   raises (out of memory, a full disk while it is written) has its faces not yet written
+   recorded as failed (retried by the next run) and the others go on.
+6. **Write.** As each chunk finishes, for each face in order: ``{name}.png`` (HR), optionally
    ``{name}_lr.png`` (the HR's bicubic downscale) and ``{name}_sheet.png`` (``LR | best |
    every restart``, labelled with l2), then one manifest line. Every image is written
    atomically and the manifest line last, in one ``write``, so a killed run loses at most
@@ -46,7 +53,7 @@ The pipeline, for every process:
    best image so far go to ``{name}/HR/{name}_{step}.png`` and ``{name}/LR/...`` after every
    ``config.chunk_steps`` steps (``chunk_steps=1`` gives every step, as the reference), plus
    the final result as frame ``steps``.
-6. **Merge.** With one process the lines go straight to ``manifest.jsonl``. With ``n``
+7. **Merge.** With one process the lines go straight to ``manifest.jsonl``. With ``n``
    processes, process ``p`` appends to ``manifest.part{p}of{n}.jsonl``; at the end every
    process waits for the others (:mod:`pulse_jax.multihost`) and process 0 merges the parts
    into ``manifest.jsonl`` (:func:`pulse_jax.manifest.merge_manifests`; idempotent). The
@@ -73,7 +80,8 @@ reference: no file, ``"output": null``). A bad input gets ``{"input", "name", "f
 
 Exit status of a batch (:func:`exit_status`): 0 when every face has a result within eps; 1
 when any input was bad or any search failed; 3 when every input was processed but some face
-missed eps. (Status 2, usage/configuration/weights errors, belongs to the command line.)
+missed eps. (Status 2, usage/configuration/weights errors, and 4, the output folder in use
+by another run (``OutputBusyError``), belong to the command line.)
 """
 
 from __future__ import annotations
@@ -203,7 +211,7 @@ class _Run:
 
 
 def _resume(run: _Run, mine: list[Face]) -> list[Face]:
-    """The faces of ``mine`` that no current record covers (module doc, step 2)."""
+    """The faces of ``mine`` that no current record covers (module doc, step 3)."""
     by_name: dict[str, list[dict]] = {}
     for r in read_records(run.output_dir):
         by_name.setdefault(r.get("name"), []).append(r)
@@ -233,7 +241,7 @@ _Loaded = tuple[Face, np.ndarray, list[str], Optional[degrade.Operator]]
 
 def _load(run: _Run, todo: list[Face]) -> dict[Any, list[_Loaded]]:
     """Good faces (with their operator, None for the default) grouped by LR shape, in
-    order; bad inputs are recorded (step 3)."""
+    order; bad inputs are recorded (step 4)."""
     groups: dict[Any, list[_Loaded]] = {}
     for f in todo:
         try:
@@ -300,11 +308,11 @@ def _face_operator(run: _Run, f: Face, x: np.ndarray,
 
 
 def _search_group(run: _Run, group: list[_Loaded], mesh) -> None:
-    """Search faces of one LR size chunk by chunk, writing each chunk as it ends (step 4)."""
+    """Search faces of one LR size chunk by chunk, writing each chunk as it ends (step 5)."""
     opts, cfg = run.options, run.cfg
     factor = run.generator.resolution // group[0][1].shape[0]
     frame_w = max(2, len(str(cfg.steps)))
-    offset = 0   # faces before it are written or recorded as failed
+    offset = 0   # group[:offset] is written or recorded as failed
     while offset < len(group):
         part = group[offset:]
 
@@ -316,6 +324,7 @@ def _search_group(run: _Run, group: list[_Loaded], mesh) -> None:
                              p.step - 1, frame_w, [g[3] for g in faces])
 
         chunk = search_lib.faces_per_call(len(part), opts.batch_size, mesh)
+        end = min(offset + chunk, len(group))  # group[offset:end]: the chunk in flight
         try:
             run.bar.chunk_started()
             t0 = time.perf_counter()
@@ -330,23 +339,24 @@ def _search_group(run: _Run, group: list[_Loaded], mesh) -> None:
                 run.summary.face_steps += (stop - start) * cfg.steps
                 for i, (f, lr, notes, op) in enumerate(part[start:stop]):
                     _write_face(run, f, lr, notes, res, i, factor, wall, frame_w, op)
-                run.bar.faces_done(stop - start)
-                offset += stop - start
+                    offset += 1  # written: a failure after this does not blame it
+                    run.bar.faces_done(1)
+                end = min(offset + chunk, len(group))
                 run.bar.chunk_started()
                 t0 = time.perf_counter()
         except Exception as e:  # noqa: BLE001 - recorded, the batch goes on
             run.say(traceback.format_exc())
-            failed = part[:chunk]
+            failed = group[offset:end]  # the chunk that raised, less what it wrote
             for f, *_ in failed:
                 run.bad(f, f"{f.input}: search failed: {type(e).__name__}: {e}", "search")
             run.bar.faces_done(len(failed))
-            offset += len(failed)
+            offset = end
 
 
 def _write_face(run: _Run, f: Face, lr: np.ndarray, notes: list[str], res: search_lib.Result,
                 i: int, factor: int, wall: float, frame_w: int,
                 op: Optional[degrade.Operator] = None) -> None:
-    """One face's images, then its manifest line (step 5)."""
+    """One face's images, then its manifest line (step 6)."""
     opts, cfg, out_dir = run.options, run.cfg, run.output_dir
     l2, ok, names = float(res.l2[i]), bool(res.success[i]), f.files()
     out = None
@@ -386,7 +396,7 @@ def _write_face(run: _Run, f: Face, lr: np.ndarray, notes: list[str], res: searc
 
 
 def _merge(run: _Run, all_faces: list[Face]) -> None:
-    """Wait for the other processes; process 0 merges their parts (step 6)."""
+    """Wait for the other processes; process 0 merges their parts (step 7)."""
     out, pi, pc, s = run.output_dir, run.pi, run.pc, run.summary
     if pc == 1:
         if part_files(out):
@@ -437,6 +447,8 @@ def run_batch(
 
     Raises:
       pulse_jax.images.ImageError: ``inputs`` names nothing (an empty folder, a missing path).
+      pulse_jax.folder_lock.OutputBusyError: another run is writing into ``output_dir``
+        (nothing was done; exit status 4 on the command line).
       ValueError: invalid arguments.
     """
     t_start = time.time()
@@ -467,19 +479,21 @@ def run_batch(
                 f"{generator.resolution}x{generator.resolution}; {n_dev} local device(s) x "
                 f"{pc} process(es)")
     output_dir.mkdir(parents=True, exist_ok=True)
-    if pc > 1:
-        multihost.marker(output_dir, pi, pc).unlink(missing_ok=True)  # an earlier run's
-    todo = _resume(run, mine)
-    run.bar = FaceBar(len(todo), opts.progress, "PULSE")
-    try:
-        groups = _load(run, todo)
-        for size in sorted(groups):
-            _search_group(run, groups[size], mesh)
-    finally:
-        run.bar.close()
-    count_records({f.name: run.finished[f.name] for f in mine if f.name in run.finished}, run.summary)
-    run.summary.wall_s = time.time() - t_start
-    _merge(run, all_faces)
+    with multihost.hold_output(output_dir, pi, pc, run.say):  # before anything is touched
+        if pc > 1:
+            multihost.marker(output_dir, pi, pc).unlink(missing_ok=True)  # an earlier run's
+        todo = _resume(run, mine)
+        run.bar = FaceBar(len(todo), opts.progress, "PULSE")
+        try:
+            groups = _load(run, todo)
+            for size in sorted(groups):
+                _search_group(run, groups[size], mesh)
+        finally:
+            run.bar.close()
+        count_records({f.name: run.finished[f.name] for f in mine if f.name in run.finished},
+                      run.summary)
+        run.summary.wall_s = time.time() - t_start
+        _merge(run, all_faces)
     return run.summary
 
 

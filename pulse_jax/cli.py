@@ -33,7 +33,8 @@ of a multi-process run into ``manifest.jsonl`` (idempotent).
 Exit status (:mod:`pulse_jax.exit_codes`): 0 every face within eps; 1 a bad input or a
 failed search (named on stderr and in the manifest; the other faces are done); 2 a usage,
 config or weights problem (nothing was run; a message, no traceback); 3 some face missed
-eps; 130 interrupted (rerun the same command to resume).
+eps; 4 the output folder is in use by another run (named; nothing was run); 130
+interrupted (rerun the same command to resume).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from typing import Callable, Optional, Sequence
 from absl import flags
 from absl import logging as absl_logging
 
-from pulse_jax import exit_codes
+from pulse_jax import exit_codes, folder_lock
 
 __all__ = ["UsageError", "main", "run", "upsample", "version"]
 
@@ -383,6 +384,9 @@ def run(args: Sequence[str]) -> int:
     except UsageError as e:
         _err(str(e))
         return exit_codes.USAGE
+    except folder_lock.OutputBusyError as e:
+        _err(str(e))
+        return exit_codes.BUSY
     except KeyboardInterrupt:
         _err("interrupted; rerun the same command to resume")
         return exit_codes.INTERRUPTED

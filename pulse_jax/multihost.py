@@ -7,24 +7,33 @@ through JAX's public multi-host barrier (``multihost_utils.sync_global_devices``
 independently on a shared folder), by process 0 polling for every process's marker with
 this run's config hash. Either way the wait ends after ``timeout_s`` with a warning, so a
 dead process cannot hang the merge forever.
+
+:func:`hold_output` locks the output folder for the batch (:mod:`pulse_jax.folder_lock`):
+the processes of one job share it and each holds its own slot, so another run or job is
+refused. With a coordinator the processes then agree: when any of them was refused, all
+of them raise, so none searches alone or waits at the end for a process that has left.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
 import threading
 import time
+from collections.abc import Iterator
 from typing import Callable, Optional
 
 import jax
+import numpy as np
 from jax.experimental import multihost_utils
 
-from pulse_jax import files
+from pulse_jax import files, folder_lock
 from pulse_jax.manifest import part_name
 
-__all__ = ["distributed_requested", "initialize", "marker", "wait_for_all"]
+__all__ = ["distributed_requested", "from_process_0", "hold_output", "initialize", "marker",
+           "wait_for_all"]
 
 DISTRIBUTED_ENV = "PULSE_JAX_DISTRIBUTED"
 
@@ -110,3 +119,40 @@ def wait_for_all(name: str, output_dir: pathlib.Path, process_index: int, proces
     if process_index != 0:
         return True
     return _poll_markers(output_dir, process_count, timeout_s, log, payload.get("config_hash"))
+
+
+@contextlib.contextmanager
+def hold_output(output_dir: pathlib.Path, process_index: int, process_count: int,
+                log: Callable[[str], None]) -> Iterator[None]:
+    """Holds ``output_dir`` for this process of a batch (module doc); every process of a
+    coordinated job must call it.
+
+    Raises:
+      pulse_jax.folder_lock.OutputBusyError: another run holds the folder (in every process
+        of a coordinated job when one of them was refused).
+    """
+    coordinated = process_count > 1 and jax.process_count() == process_count
+    with contextlib.ExitStack() as stack:
+        refused: Optional[folder_lock.OutputBusyError] = None
+        try:
+            stack.enter_context(folder_lock.hold(output_dir, process_index, process_count, log))
+        except folder_lock.OutputBusyError as e:
+            refused = e
+        if coordinated:
+            flags = np.asarray(multihost_utils.process_allgather(np.int32(refused is not None)))
+            if refused is None and flags.any():
+                who = [k for k, f in enumerate(flags.ravel()) if f]
+                refused = folder_lock.OutputBusyError(
+                    output_dir, f"output folder {output_dir} is in use by another pulse-jax "
+                                f"run: process(es) {who} of this job were refused (their "
+                                "messages name the holder)")
+        if refused is not None:
+            raise refused
+        yield
+
+
+def from_process_0(values: list[int]) -> list[int]:
+    """Process 0's ``values`` (small ints, the same count in every process) in every
+    process of a coordinated job; every process must call it."""
+    rows = np.asarray(multihost_utils.process_allgather(np.asarray(values, np.int32)))
+    return [int(v) for v in rows.reshape(-1, len(values))[0]]

@@ -298,3 +298,95 @@ def test_upsample_align_photo_in_photo_out(tmp_path):
         inside[y0:y1, x0:x1] = True
     np.testing.assert_array_equal(result[~inside], photo[~inside])
     assert (result[inside] != photo[inside]).any()  # the faces were replaced
+
+
+def _fake_results(out: pathlib.Path, colour_of: dict) -> None:
+    """A batch manifest in ``out`` as the search would leave it: every aligned LR crop's
+    HR result is a flat 64x64 image of its photo's colour (``colour_of[photo name]``)."""
+    from pulse_jax import images
+    for a in files.read_jsonl(out / "aligned" / "manifest.jsonl"):
+        if "error" in a:
+            continue
+        hr = out / f"{pathlib.Path(a['lr_output']).stem}.png"
+        images.save_png(hr, np.broadcast_to(np.float32(colour_of[pathlib.Path(a["input"]).name]),
+                                            (64, 64, 3)))
+        files.append_jsonl(out / "manifest.jsonl", {"input": a["lr_output"], "output": str(hr),
+                                                    "l2": 0.0, "success": True})
+
+
+def _centre_pixel(photo: np.ndarray, quad) -> np.ndarray:
+    x, y = np.rint(quads.unit_to_photo([0.5, 0.5], np.asarray(quad))).astype(int)
+    return photo[y, x]
+
+
+def test_photos_sharing_a_stem_keep_their_own_faces_and_photos(tmp_path):
+    """``me.jpg`` and ``me.png`` (in name order): each keeps its own crops (``me_k``,
+    ``me-2_k``) and its own pasted photo (``photos/me.png``, ``photos/me-2.png``) with its
+    own faces in it."""
+    from pulse_jax.align import pipeline
+    src, out = tmp_path / "photos", tmp_path / "out"
+    src.mkdir()
+    a, _ = scene(0, 10.0, 256, (100, 150))
+    b, _ = scene(1, 0.0, 240, (150, 250), size=(800, 600))
+    Image.fromarray(a).save(src / "me.png")
+    Image.fromarray(b).save(src / "me.jpg", quality=95)
+    summary = pipeline.align_photos(src, out, 64, 8)
+    assert (summary.photos, summary.faces, summary.errors) == (2, 4, 0)
+    aligned = files.read_jsonl(out / "aligned" / "manifest.jsonl")
+    crops = {pathlib.Path(r["output"]).name: r for r in aligned}
+    assert set(crops) == {"me-2_0.png", "me-2_1.png", "me_0.png", "me_1.png"}
+    for name, r in crops.items():
+        photo = "me.png" if name.startswith("me-2_") else "me.jpg"
+        assert pathlib.Path(r["input"]).name == photo and r["photo_name"] == name[:-6]
+        assert (out / "aligned" / "lr" / name).is_file()
+    assert not np.array_equal(np.asarray(Image.open(out / "aligned" / "me_0.png")),
+                              np.asarray(Image.open(out / "aligned" / "me-2_0.png")))
+
+    _fake_results(out, {"me.png": (1, 0, 0), "me.jpg": (0, 0, 1)})
+    pasted = pipeline.paste_results(out)
+    assert (pasted.photos, pasted.faces, pasted.missing) == (2, 4, 0)
+    recs = {pathlib.Path(r["input"]).name: r for r in
+            files.read_jsonl(out / "photos" / "manifest.jsonl")}
+    assert {k: pathlib.Path(r["output"]).name for k, r in recs.items()} == {
+        "me.jpg": "me.png", "me.png": "me-2.png"}
+    for photo, own, colour in (("me.png", a, (255, 0, 0)), ("me.jpg", b, (0, 0, 255))):
+        result = np.asarray(Image.open(recs[photo]["output"]))
+        assert result.shape == own.shape
+        for r in aligned:
+            if pathlib.Path(r["input"]).name == photo:
+                assert tuple(_centre_pixel(result, r["quad"])) == colour, (photo, r["output"])
+
+
+def test_align_and_paste_write_nothing_outside_their_folder(tmp_path):
+    """A list entry ``...png`` (stem ``..``) gives crops ``___k.png`` and ``photos/__.png``."""
+    from pulse_jax.align import pipeline
+    src, out = tmp_path / "src", tmp_path / "work" / "out"
+    src.mkdir()
+    photo, _ = scene(0, 0.0, 256, (100, 150))
+    Image.fromarray(photo).save(src / "...png", format="PNG")
+    (src / "list.txt").write_text("...png\n")
+    before = set(tmp_path.rglob("*"))
+    pipeline.align_photos(src / "list.txt", out, 64, 8)
+    _fake_results(out, {"...png": (0, 1, 0)})
+    pipeline.paste_results(out)
+    new = set(tmp_path.rglob("*")) - before
+    assert [p for p in new if out not in p.parents and p not in (out, out.parent)] == []
+    names = sorted(p.name for p in (out / "aligned").glob("*.png"))
+    assert names == ["___0.png", "___1.png"]
+    assert [p.name for p in (out / "photos").glob("*.png")] == ["__.png"]
+
+
+def test_align_command_refuses_a_folder_in_use(tmp_path, capsys):
+    from pulse_jax import folder_lock
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(scene(0, 0.0, 256, (100, 150))[0]).save(photos / "p.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    with folder_lock.hold(out):
+        status = align_main([f"--input_dir={photos}", f"--output_dir={out}", "--size=64",
+                             "--lr_size=8", "--template=ffhq", "--checkpoint=default"],
+                            log=lambda m: None)
+    assert status == exit_codes.BUSY
+    assert "in use by another pulse-jax run" in capsys.readouterr().err
+    assert not (out / "manifest.jsonl").exists() and not list(out.glob("*.png"))

@@ -260,3 +260,123 @@ def test_progress_bar_and_no_retrace(tmp_path, capfd, monkeypatch, search_traced
     err = capfd.readouterr().err
     assert s.done == 2
     assert "2/2 faces" in err and "it/s" in err and "step 4/4" in err and "<" in err
+
+
+# --------------------------------------------------------------------------------------------
+# A search or a write that raises
+# --------------------------------------------------------------------------------------------
+
+
+def _fail_on_chunk(monkeypatch, k: int, exc: Exception) -> None:
+    """The search raises ``exc`` instead of yielding its ``k``-th chunk (counted over calls)."""
+    from pulse_jax import search
+    real, count = search.upsample_chunks, [0]
+
+    def chunks(*args, **kwargs):
+        for item in real(*args, **kwargs):
+            count[0] += 1
+            if count[0] == k:
+                raise exc
+            yield item
+
+    monkeypatch.setattr(search, "upsample_chunks", chunks)
+
+
+def test_failed_search_chunk_blames_that_chunk_and_is_retried(tmp_path, monkeypatch):
+    """5 faces, 2 per call: the second call runs out of memory. Exactly its faces get
+    ``search`` errors (the first chunk's stay written), the third chunk still runs, the
+    status says so, and a rerun searches only the two failed faces, as a clean run would."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    fakes.write_faces(inp, 5)
+    _fail_on_chunk(monkeypatch, 2, RuntimeError("RESOURCE_EXHAUSTED: out of memory"))
+    s, msgs = _run(inp, out)
+    recs = _by_name(out)  # one record per face
+    failed = {n for n, r in recs.items() if "error" in r}
+    assert failed == {"face02", "face03"}
+    for n in failed:
+        assert recs[n]["error_kind"] == "search" and "out of memory" in recs[n]["error"]
+        assert not (out / f"{n}.png").exists()
+    for n in ("face00", "face01", "face04"):
+        assert "error" not in recs[n] and fakes.png_ok(out / f"{n}.png").shape == (32, 32, 3)
+    assert (s.faces, s.done, s.skipped, s.bad) == (5, 3, 0, 2)
+    assert sorted(e[0] for e in s.errors) == [str(inp / "face02.png"), str(inp / "face03.png")]
+    assert batch.exit_status(s) == exit_codes.BAD_INPUT
+    assert any("RESOURCE_EXHAUSTED" in m for m in msgs)
+
+    monkeypatch.undo()
+    s2, _ = _run(inp, out)
+    assert (s2.done, s2.skipped, s2.bad) == (2, 3, 0)
+    recs = batch.read_records(out)
+    assert [r["name"] for r in recs[5:]] == ["face02", "face03"]  # only those were redone
+    clean_dir = tmp_path / "clean"
+    _run(inp, clean_dir)
+    clean = _by_name(clean_dir)
+    for r in recs[5:]:
+        c = clean[r["name"]]
+        assert (r["l2"], r["restart_l2"], r["restart"]) == (c["l2"], c["restart_l2"], c["restart"])
+        np.testing.assert_array_equal(fakes.png_ok(out / f"{r['name']}.png"),
+                                      fakes.png_ok(clean_dir / f"{r['name']}.png"))
+
+
+def test_failed_write_blames_only_the_faces_not_written(tmp_path, monkeypatch):
+    """The disk fills while the second chunk is written: its first face keeps its result,
+    the face whose image failed is recorded as failed, the last chunk still runs."""
+    import errno
+
+    from pulse_jax import images
+    inp, out = tmp_path / "in", tmp_path / "out"
+    fakes.write_faces(inp, 5)
+    real = images.save_png
+
+    def save_png(path, x):
+        if pathlib.Path(path).name == "face03.png":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, x)
+
+    monkeypatch.setattr(images, "save_png", save_png)
+    s, _ = _run(inp, out)
+    recs = _by_name(out)
+    assert {n for n, r in recs.items() if "error" in r} == {"face03"}
+    assert "No space left" in recs["face03"]["error"] and recs["face03"]["error_kind"] == "search"
+    assert set(recs) == {f"face0{i}" for i in range(5)}
+    assert (s.done, s.bad) == (4, 1) and batch.exit_status(s) == exit_codes.BAD_INPUT
+
+
+def test_plan_faces_unsafe_stems_stay_inside_the_output_folder():
+    paths = [pathlib.Path(p) for p in
+             ["in/...png", "in/..png", "in/.hidden.png", "in/a\\b.png", "in/tab\tx.png",
+              "in/nul\x00.png", "in/__.png", "in/manifest.jsonl.png", "in/a.png.png", "in/a.png"]]
+    names = [f.name for f in batch.plan_faces(paths)]
+    assert names == ["__", "_", "_hidden", "a_b", "tab_x", "nul_", "__-2", "manifest.jsonl-2",
+                     "a.png", "a-2"]
+    for n in names:
+        assert "/" not in n and "\\" not in n and not n.startswith(".")
+        assert pathlib.Path(n).name == n and n not in (".", "..")
+    assert batch.plan_faces([pathlib.Path("x/plain-name_1.png")])[0].name == "plain-name_1"
+
+
+def test_no_input_name_writes_outside_the_output_folder(tmp_path):
+    """List entries whose stems are ``..``, ``.``, hidden, with a backslash or a tab, or the
+    manifest's name, with every output option on: all files land inside the output folder,
+    each face has its own, and the manifest stays a file."""
+    src, work = tmp_path / "src", tmp_path / "work"
+    stems = ["..", ".", ".hidden", "a\\b", "tab\tx", "manifest.jsonl", "plain"]
+    for i, stem in enumerate(stems):
+        fakes.write_faces(src, 1, start=i)
+        (src / f"face{i:02d}.png").rename(src / f"{stem}.png")
+    (src / "list.txt").write_text("".join(f"{s}.png\n" for s in stems))
+    out = work / "out"
+    before = {p for p in tmp_path.rglob("*")}
+    s, _ = _run(src / "list.txt", out, save_intermediate=True, save_lr=True,
+                save_contact_sheet=True)
+    new = {p for p in tmp_path.rglob("*")} - before
+    outside = [p for p in new if out not in p.parents and p != out and p != work]
+    assert outside == [], outside
+    assert (s.done, s.bad) == (len(stems), 0), s.errors
+    recs = files.read_jsonl(out / "manifest.jsonl")
+    names = [r["name"] for r in recs]
+    assert sorted(names) == sorted(["__", "_", "_hidden", "a_b", "tab_x", "manifest.jsonl-2",
+                                    "plain"])
+    for r in recs:
+        assert pathlib.Path(r["output"]).parent == out
+        assert (out / r["name"] / "HR").is_dir() and (out / f"{r['name']}_sheet.png").is_file()

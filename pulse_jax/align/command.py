@@ -14,7 +14,8 @@ the reference's exact recipe but its model is for non-commercial use only (docs/
 
 Exit status (:mod:`pulse_jax.exit_codes`): 0 every photo gave its faces; 1 some photo or face
 failed (named on stderr and in the manifest; the rest were done); 2 a usage problem (bad
-flags, no photos, no checkpoint, the align extra missing).
+flags, no photos, no checkpoint, the align extra missing); 4 another run is writing into
+``--output_dir`` (it is named; nothing was done).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Callable, Optional
 
 from absl import flags
 
-from pulse_jax import exit_codes
+from pulse_jax import exit_codes, folder_lock
 
 __all__ = ["align_main"]
 
@@ -97,6 +98,9 @@ def align_main(argv: list[str], log: Callable[[str], None] | None = None) -> int
         summary = folder.align_folder(fv.input_dir, fv.output_dir, size, fv.lr_size,
                                       template, int(fv.landmarks), log=log,
                                       min_face_px=fv.min_face_px)
+    except folder_lock.OutputBusyError as e:
+        say(f"pulse-jax align: {e}")
+        return exit_codes.BUSY
     except (flags.Error, ValueError, OSError, ImportError) as e:
         # ImageError (no photos) and CheckpointError are ValueErrors.
         say(f"pulse-jax align: {e}")

@@ -10,8 +10,15 @@
    ``{photo}_{k}.png`` and its ``manifest.jsonl`` as for any LR folder;
 3. :func:`paste_results`: for every photo, each face's HR result is put back where its crop
    came from (:func:`pulse_jax.align.paste.paste_back`), and the photo is written as
-   ``photos/{photo}.png``, with one line per photo in ``photos/manifest.jsonl`` linking it
-   to its faces: crop, LR, HR, l2 and success (or why a face has no result).
+   ``photos/{photo}.png`` (``photo``: its name from step 1, unique: ``me.jpg`` and ``me.png``,
+   in that order, give ``photos/me.png`` and ``photos/me-2.png``), with one line per photo in
+   ``photos/manifest.jsonl`` linking it to its faces: crop, LR, HR, l2 and success (or why a
+   face has no result).
+
+Steps 1 and 3 hold ``output_dir``'s lock (:mod:`pulse_jax.folder_lock`) as the batch does in
+step 2, so a second run into the folder raises ``OutputBusyError`` instead of rewriting the
+crops or photos of this one. In a multi-process job (``jax.distributed``) process 0 does
+steps 1 and 3 alone, so ``aligned/`` and ``photos/`` are written once.
 """
 
 from __future__ import annotations
@@ -19,10 +26,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import sys
 from typing import Callable, Optional
 
 from pulse_jax import files, images
 from pulse_jax.align import folder, framing, paste, photos
+from pulse_jax.faces import safe_stem
 
 __all__ = ["ALIGNED", "PHOTOS", "PasteSummary", "align_photos", "default_lr_size",
            "paste_results"]
@@ -41,10 +50,43 @@ def align_photos(photos_spec, output_dir: os.PathLike, resolution: int, lr_size:
                  checkpoint_manifest: Optional[dict] = None, num_landmarks: int = 5,
                  log: Optional[Callable[[str], None]] = None) -> folder.AlignSummary:
     """Step 1: aligns the photos into ``{output_dir}/aligned`` for a generator of
-    ``resolution`` whose checkpoint manifest is ``checkpoint_manifest``."""
-    return folder.align_folder(photos_spec, pathlib.Path(output_dir) / ALIGNED, resolution,
-                               lr_size, template=framing.template_for(checkpoint_manifest),
-                               num_landmarks=num_landmarks, log=log)
+    ``resolution`` whose checkpoint manifest is ``checkpoint_manifest``. In a multi-process
+    job process 0 aligns and the others wait for it and take its counts, so the folder and
+    its manifest are written once."""
+    from pulse_jax import multihost
+    out = pathlib.Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pi, pc = _process()
+    with multihost.hold_output(out, pi, pc, log or _stderr):
+        failure, summary = None, folder.AlignSummary()
+        if pi == 0:
+            try:
+                summary = folder.align_folder(
+                    photos_spec, out / ALIGNED, resolution, lr_size,
+                    template=framing.template_for(checkpoint_manifest),
+                    num_landmarks=num_landmarks, log=log)
+            except Exception as e:  # noqa: BLE001 - told to the other processes, raised below
+                failure = e
+        if pc > 1:
+            ok, *counts = multihost.from_process_0(
+                [failure is None, summary.photos, summary.faces, summary.errors])
+            if not ok and failure is None:
+                raise ValueError("--align: process 0 could not align the photos (its "
+                                 "message says why)")
+            summary = folder.AlignSummary(*counts)
+        if failure is not None:
+            raise failure
+        return summary
+
+
+def _process() -> tuple[int, int]:
+    """This process's index and count in a ``jax.distributed`` job."""
+    import jax
+    return jax.process_index(), jax.process_count()
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
 
 
 @dataclasses.dataclass
@@ -54,8 +96,11 @@ class PasteSummary:
     photos: int = 0
     faces: int = 0
     missing: int = 0   # aligned faces without an HR result
+    elsewhere: bool = False  # a process other than 0 of a job: process 0 pastes
 
     def format(self) -> str:
+        if self.elsewhere:
+            return "paste-back: process 0 pastes the faces into the photos"
         return (f"paste-back: {self.photos} photos written with {self.faces} faces replaced"
                 + (f"; {self.missing} faces had no result" if self.missing else ""))
 
@@ -77,15 +122,25 @@ def _photo_faces(aligned: list[dict], results: dict[str, dict]) -> dict[str, lis
 
 def paste_results(output_dir: os.PathLike,
                   log: Optional[Callable[[str], None]] = None) -> PasteSummary:
-    """Step 3: pastes every HR result of ``output_dir`` back into its photo (module doc)."""
-    from pulse_jax import manifest as batch_manifest
+    """Step 3: pastes every HR result of ``output_dir`` back into its photo (module doc);
+    in a multi-process job only process 0 does, after it merged the manifests."""
+    from pulse_jax import multihost
     out = pathlib.Path(output_dir)
+    pi, pc = _process()
+    with multihost.hold_output(out, pi, pc, log or _stderr):
+        return _paste_all(out, log) if pi == 0 else PasteSummary(elsewhere=True)
+
+
+def _paste_all(out: pathlib.Path, log: Optional[Callable[[str], None]]) -> PasteSummary:
+    from pulse_jax import manifest as batch_manifest
     aligned = files.read_jsonl(out / ALIGNED / folder.MANIFEST)
     results = {_key(r["input"]): r for r in batch_manifest.read_records(out) if "input" in r}
     target = out / PHOTOS / "manifest.jsonl"
     target.unlink(missing_ok=True)
     summary = PasteSummary()
-    for photo_path, faces in _photo_faces(aligned, results).items():
+    per_photo = _photo_faces(aligned, results)
+    fallback = folder.photo_names(list(per_photo))  # an aligned/ older than photo_name
+    for (photo_path, faces), name in zip(per_photo.items(), fallback):
         photo = photos.load_photo(photo_path)
         links = []
         for f in faces:
@@ -101,7 +156,8 @@ def paste_results(output_dir: os.PathLike,
                 link.update(hr=r["output"], l2=r.get("l2"), success=r.get("success"))
                 summary.faces += 1
             links.append(link)
-        written = images.save_png(out / PHOTOS / f"{pathlib.Path(photo_path).stem}.png", photo)
+        name = safe_stem(faces[0]["align"].get("photo_name", name))
+        written = images.save_png(out / PHOTOS / f"{name}.png", photo)
         files.append_jsonl(target, {"input": photo_path, "output": str(written), "faces": links})
         summary.photos += 1
         if log is not None:
