@@ -280,6 +280,11 @@ def _convert(argv: Sequence[str]) -> int:
     out = pathlib.Path(fv.output).expanduser() if fv.output else weights.ffhq_checkpoint()
     if out.exists() and not fv.overwrite:
         raise UsageError(f"{out} exists; pass --overwrite to replace it")
+    from pulse_jax.weights.checkpoint import check_replaceable
+    try:  # --overwrite replaces only a checkpoint; said before a conversion of minutes
+        check_replaceable(out)
+    except weights.CheckpointError as e:
+        raise UsageError(str(e)) from None
     try:
         gen, sources = _import(fv)
     except FileNotFoundError as e:

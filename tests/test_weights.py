@@ -193,7 +193,8 @@ def test_ffhq_generator_downloads_converts_once_then_loads(tmp_path):
     cache = tmp_path / "cache"
     seen = []
     urls = ((tmp_path / "missing.pkl").as_uri(), pkl.as_uri())
-    gen = fetch.ffhq_generator(str(cache), urls=urls, log=seen.append, fit_samples=2000)
+    gen = fetch.ffhq_generator(str(cache), urls=urls, log=seen.append, fit_samples=2000,
+                               sha256=pulse_jax.files.sha256_file(pkl))  # not NVIDIA's file
     assert any("failed" in m for m in seen) and any("converted into" in m for m in seen)
     assert (cache / "downloads" / fetch.FFHQ_PICKLE).read_bytes() == pkl.read_bytes()
     manifest = pulse_jax.weights.read_manifest(cache / "checkpoints" / "ffhq1024")

@@ -7,11 +7,14 @@ and ``gaussian_fit/std``. ``manifest.json`` records the format version, the gene
 which are StyleGAN v1) and its config, every array's shape and stored dtype, the SHA-256 of
 ``arrays.npz`` (checked on load) and the checksums of the files it was converted from.
 The folder is written under a temporary name and renamed into place, so a crash never
-leaves a half-written checkpoint.
+leaves a half-written checkpoint. Saving over an existing folder replaces it only if it is
+a pulse-jax checkpoint (:func:`check_replaceable`: our manifest and arrays and nothing
+else, or an empty folder); any other folder or file is refused, never deleted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -34,7 +37,38 @@ ARRAYS = "arrays.npz"
 
 
 class CheckpointError(ValueError):
-    """A checkpoint folder that is missing, incomplete, corrupt or of another format."""
+    """A checkpoint folder that is missing, incomplete, corrupt or of another format, or a
+    path that saving would have to delete although it is not a checkpoint."""
+
+
+def check_replaceable(path: os.PathLike) -> None:
+    """Raises CheckpointError unless saving a checkpoint at ``path`` loses nothing but a
+    checkpoint: ``path`` is missing, an empty folder, or a folder holding only our
+    ``manifest.json`` (format ``pulse-jax-generator``) and ``arrays.npz``.
+
+    Anything else (a file, a project folder, a checkpoint with files of yours added) is
+    left alone: the message names what is there and asks for another folder.
+    """
+    path = pathlib.Path(path).expanduser()
+    if not path.exists() and not path.is_symlink():
+        return
+    refuse = (f"{path} exists and is not a pulse-jax checkpoint, so it is not replaced: save "
+              "into a new or empty folder, or into one that holds only a checkpoint")
+    if not path.is_dir():
+        raise CheckpointError(f"{refuse} (it is a file)")
+    entries = sorted(os.listdir(path))
+    others = [e for e in entries if e not in (MANIFEST, ARRAYS)]
+    if others:
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        raise CheckpointError(f"{refuse} (it holds {shown})")
+    if not entries:
+        return
+    try:
+        fmt = json.loads((path / MANIFEST).read_text()).get("format")
+    except (OSError, ValueError, AttributeError):  # missing, unreadable, not JSON, not a dict
+        fmt = None
+    if fmt != FORMAT:
+        raise CheckpointError(f"{refuse} (no {MANIFEST} of format {FORMAT!r})")
 
 
 def _flatten(tree: Mapping) -> dict[str, Any]:
@@ -49,17 +83,24 @@ def save_generator(generator: Generator, path: os.PathLike, *,
 
     Args:
       generator: what to save (params, gaussian fit and config).
-      path: the checkpoint folder; replaced atomically if it exists and ``overwrite``.
+      path: the checkpoint folder. If it exists and ``overwrite`` (the default), it is
+        replaced atomically, but only if it is a pulse-jax checkpoint or empty
+        (:func:`check_replaceable`); any other folder is refused, never deleted.
       sources: records of the files it came from, e.g. ``{"path": ..., "sha256": ...}``.
       dtype: storage dtype of the parameters, "float32" (exact) or "float16" (half the
         size; loading casts back to float32). The Gaussian fit is always float32.
       extra: more JSON-serializable fields for the manifest (e.g. a licence note).
+
+    Raises:
+      CheckpointError: ``path`` exists and is not a checkpoint (nothing is written).
+      FileExistsError: ``path`` exists and ``overwrite`` is False.
     """
     if dtype not in ("float32", "float16"):
         raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
     path = pathlib.Path(path).expanduser()
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists")
+    check_replaceable(path)
     flat = {f"params/{k}": np.asarray(v).astype(dtype) for k, v in _flatten(generator.params).items()}
     if generator.gaussian_fit is not None:
         flat.update({f"gaussian_fit/{k}": np.asarray(v, np.float32)
@@ -85,11 +126,32 @@ def save_generator(generator: Generator, path: os.PathLike, *,
             json.dump(manifest, f, indent=1)
             f.flush()
             os.fsync(f.fileno())
-        files.replace_dir(tmp, path, path.with_name(f".{path.name}.old"))
+        _swap_in(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def _swap_in(tmp: pathlib.Path, path: pathlib.Path) -> None:
+    """Renames the finished folder ``tmp`` to ``path``, replacing the checkpoint there.
+
+    The old checkpoint is parked under a fresh hidden name (never a fixed one, which could
+    be a folder of the user's) and removed once the new one is in place; if the swap fails
+    half-way, it is put back.
+    """
+    check_replaceable(path)  # again: the work before this may have taken minutes
+    old = tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent)
+    try:
+        files.replace_dir(tmp, path, old)
+    except BaseException:
+        if not path.exists() and os.path.isdir(old) and os.listdir(old):
+            os.replace(old, path)
+        raise
+    finally:
+        with contextlib.suppress(OSError):
+            os.rmdir(old)  # only ever empty here: replace_dir removed the old checkpoint
+    files.fsync_dir(path.parent)
 
 
 def read_manifest(path: os.PathLike) -> dict:
