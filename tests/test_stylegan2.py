@@ -154,9 +154,16 @@ def converted(tmp_path_factory, cli_env):
 
 
 def test_convert_command(converted, cli_env):
+    """`pulse-jax convert` of the official protocol-3 snapshot (Python 3.7, numpy 1 names)
+    gives a checkpoint that draws the official images."""
     import fakes
     gen = weights.load_generator(converted)
     assert gen.config.family == "stylegan2" and gen.gaussian_fit is not None
+    assert PKL.read_bytes()[:2] == b"\x80\x03"
+    with np.load(NPZ) as f:
+        ws, want = f["ws"], _nhwc(f["img_const"])
+    img = np.asarray(gen.synthesize(ws, stylegan2.const_noise(gen.config, gen.params, len(ws))))
+    np.testing.assert_allclose(img, want, atol=1e-5 * np.abs(want).max(), rtol=0)
     manifest = weights.read_manifest(converted)
     assert manifest["sources"][0]["role"] == "nvidia_pickle"
     assert manifest["gaussian_fit"] == {"computed": True, "num_samples": 4096, "seed": 0}
