@@ -113,7 +113,8 @@ class _Writer(pickle._Pickler):  # the pure-Python pickler, so save_global can b
 
 
 def dumps(graph, protocol: int, numpy_names: int) -> bytes:
-    """``graph`` pickled at ``protocol`` (2..5), numpy globals under numpy ``numpy_names``'s names."""
+    """``graph`` pickled at ``protocol`` (2..5), numpy's globals under numpy 1's or numpy 2's
+    module names (``numpy_names``: 1 or 2)."""
     buf = io.BytesIO()
     _Writer(buf, protocol, numpy_names).dump(graph)
     return buf.getvalue()
@@ -135,4 +136,26 @@ def global_names(data: bytes) -> set:
             recent.append(None)
         else:
             recent.append(arg if isinstance(arg, str) and "UNICODE" in op.name else None)
+    return out
+
+
+def calls(graph, name: str) -> list:
+    """Every :class:`Call` of a global named ``name`` in ``graph``, in the order pickling meets
+    them (depth first), each once."""
+    out, seen = [], set()
+
+    def walk(x):
+        if id(x) in seen or not isinstance(x, (Call, dict, list, tuple, set, frozenset)):
+            return
+        seen.add(id(x))
+        if isinstance(x, Call):
+            walk(x.args)
+            if x.fn.name == name:
+                out.append(x)
+            walk(x.state)
+            walk(x.items_list)
+        for v in ([y for kv in x.items() for y in kv] if isinstance(x, dict) else x):
+            walk(v)
+
+    walk(graph)
     return out

@@ -16,12 +16,20 @@ and raises :class:`UnsafePickleError` for any other global (``os.system``,
 ``builtins.eval``, ...) as soon as the pickle names it, which is before the opcode that would
 call it.
 
-Stand-ins take no pickled state: the ``BUILD`` opcode sets attributes on (or calls
-``__setstate__`` of) whatever object is on the stack, so every stand-in class derives from
-:class:`Inert`, whose ``__setstate__`` refuses, and every stand-in function is a
-:class:`StandIn` (a plain function would let ``BUILD`` set its ``__defaults__``). Only the
-few classes whose pickled form needs ``BUILD`` (numpy's arrays and dtypes, ``OrderedDict``,
+Stand-ins take no pickled state. The ``BUILD`` opcode would set attributes on whatever object
+is on the stack (a tensor's stride after its checks, a storage's data, a stand-in function's
+``__defaults__``); here it only calls a ``__setstate__`` that the object's class defines and is
+refused for anything else. Every stand-in class derives from :class:`Inert`, whose
+``__setstate__`` refuses too, and every stand-in function is a :class:`StandIn`. Only the few
+classes whose pickled form needs ``BUILD`` (numpy's arrays and dtypes, ``OrderedDict``,
 dnnlib's Network) define a ``__setstate__`` of their own, which checks what it is given.
+
+The opcodes are run by Python's own pure-Python unpickler (``pickle._Unpickler``), not the C
+one: its memo is a dict, whereas the C unpickler sizes its memo array by the largest index a
+``PUT`` names, so that a flipped byte in one index (found by tests/test_pickle_fuzz.py) made
+it allocate and clear tens of GB and got the process killed. The pure-Python loop also gives
+``BUILD`` its one checked place. Its speed is enough: the opcodes of a weight file are few
+(big arrays are single opcodes).
 
 :data:`SAFE_BUILTINS` is what Python's pickler writes for builtin values that have no opcode at
 the protocol in use: at protocols 2 and 3 a ``set`` or ``frozenset`` is a call of the global
@@ -129,7 +137,18 @@ SAFE_BUILTINS: dict[tuple[str, str], Any] = {
 docstring), for the allow-lists of the readers whose formats may hold them."""
 
 
-class RestrictedUnpickler(pickle.Unpickler):
+def _load_build(self: pickle._Unpickler) -> None:
+    """BUILD, only through a ``__setstate__`` of the object's class (never a dict update)."""
+    state = self.stack.pop()
+    inst = self.stack[-1]
+    setstate = None if isinstance(inst, type) else getattr(type(inst), "__setstate__", None)
+    if setstate is None:
+        raise FormatProblem(f"the pickle sets the state of a {type(inst).__name__}, which takes "
+                            "none")
+    setstate(inst, state)
+
+
+class RestrictedUnpickler(pickle._Unpickler):
     """An unpickler that resolves only the globals in ``allowed`` (set by subclasses).
 
     Subclasses set ``allowed`` (``{(module, name): stand-in}``), ``may_reference`` (the end
@@ -140,6 +159,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     allowed: Mapping[tuple[str, str], Any] = {}
     may_reference: str = "nothing"
     text_encoding: str = "utf-8"
+    dispatch = {**pickle._Unpickler.dispatch, pickle.BUILD[0]: _load_build}
 
     def __init__(self, file: BinaryIO, path: str,
                  persistent_load: Callable[[Any], Any] | None = None):
@@ -162,7 +182,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         return self._pload(pid)
 
 
-def unpickle(unpickler: pickle.Unpickler, failure: str) -> Any:
+def unpickle(unpickler: RestrictedUnpickler, failure: str) -> Any:
     """``unpickler.load()``; other errors than ours become ``FormatProblem("{failure} (...)")``."""
     try:
         return unpickler.load()
@@ -207,13 +227,14 @@ def rebuild(obj: Any, convert: Callable[[Any, Callable[[Any], Any], Callable[[An
             ) -> Any:
     """Copies the containers of an unpickled object, replacing everything else in it.
 
-    Strings, bytes, numbers, ``None`` and numpy scalars are kept; dicts (subclasses included)
-    become plain dicts (order kept), lists lists and tuples tuples, their items rebuilt in
-    turn; sets and frozensets are kept if they hold plain values only (else
-    :class:`FormatProblem`), however the pickle built them. Anything else ``x`` is replaced by ``convert(x, walk, remember)``: ``walk`` rebuilds
-    a nested value, and ``remember(out)`` records ``out`` as the replacement of ``x`` before
-    ``convert`` walks values that may refer back to ``x``. Each object is rebuilt once, so
-    shared references stay shared and a dict or list that holds itself still does.
+    Strings, bytes, numbers, ``None`` and numpy scalars are kept; dicts (subclasses included) become
+    plain dicts (order kept), lists lists and tuples tuples, their items rebuilt in turn; sets
+    and frozensets are kept if they hold plain values only (else :class:`FormatProblem`),
+    however the pickle built them. Anything else ``x`` is replaced by ``convert(x, walk,
+    remember)``: ``walk`` rebuilds a nested value, and ``remember(out)`` records ``out`` as the
+    replacement of ``x`` before ``convert`` walks values that may refer back to ``x``. Each
+    object is rebuilt once, so shared references stay shared and a dict or list that holds
+    itself still does.
     """
     memo: dict[int, Any] = {}
 

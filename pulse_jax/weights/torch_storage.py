@@ -169,11 +169,12 @@ def tensor_copy(data: np.ndarray, offset: Any, size: Any, stride: Any,
                 key: str = "") -> np.ndarray:
     """A C-contiguous copy of the view ``(offset, size, stride)`` (in elements) of ``data``.
 
-    ``data``: the storage (named ``key`` in errors), a 1-D C-contiguous array of the tensor's
-    dtype. The view must stay inside it, and may not hold more elements than it (a stride-0 broadcast that does could
-    ask for any amount of memory); else :class:`~.safe_pickle.FormatProblem`.
+    ``data``: the storage (named ``key`` in errors), a 1-D C-contiguous array of the tensor's dtype.
+    The view must stay inside it, and may not hold more elements than it (a stride-0 broadcast
+    that does could ask for any amount of memory); else :class:`~.safe_pickle.FormatProblem`.
     """
     offset, size, stride = view_args(offset, size, stride)
+    name = f"storage {key!r}" if key else "its storage"
     if not (isinstance(data, np.ndarray) and data.ndim == 1 and data.flags.c_contiguous):
         raise _Bad("tensor data is not a flat storage array")
     if any(n == 0 for n in size):
@@ -182,10 +183,10 @@ def tensor_copy(data: np.ndarray, offset: Any, size: Any, stride: Any,
     last = offset + sum((n - 1) * s for n, s in zip(size, stride))
     if last >= data.size:
         raise _Bad(f"tensor of size {size}, stride {stride}, offset {offset} reaches element "
-                   f"{last} of storage {key!r} which has only {data.size}")
+                   f"{last} of {name} which has only {data.size}")
     if math.prod(size) > data.size:
-        raise _Bad(f"tensor of size {size} has more elements than its storage {key!r} of "
-                   f"{data.size} (a broadcast view is not supported)")
+        raise _Bad(f"tensor of size {size} has more elements than {name} ({data.size}): a "
+                   "broadcast view is not supported")
     view = np.lib.stride_tricks.as_strided(
         data[offset:], shape=size, strides=tuple(s * data.itemsize for s in stride),
         writeable=False)
