@@ -13,11 +13,12 @@ Steps: the source pickle (written with numpy 2 names) is read with the official
 ``legacy._LegacyUnpickler``, numpy 2 module names mapped to numpy 1's; a fresh official
 ``Generator(**init_kwargs)`` takes its parameters and buffers (``misc.copy_params_and_buffers``)
 so that every module's state is what torch 1.7.1 pickles; its outputs are checked against the
-fixture's; the snapshot dict of ``training_loop.py`` is pickled with ``pickle.dump`` (protocol 3)
-once with the real module sources (reloaded by the official unpickler of
+fixture's; the snapshot dict of ``training_loop.py`` is pickled with ``pickle.dump`` (protocol
+3) once with the real module sources (reloaded by the official unpickler of
 ``legacy.load_network_pkl``, which runs those sources, and checked again) and once with each
-class's module source replaced by a one-line placeholder (the committed file, so the repository carries no NVIDIA code). The two opcode streams are checked to
-differ only in those source strings.
+class's module source replaced by a one-line placeholder (the committed file, so the repository
+carries no NVIDIA code). The two opcode streams are checked to differ only in those source
+strings.
 """
 
 import argparse
@@ -48,7 +49,8 @@ def _check_outputs(G, ref, torch, what):
             img = G.synthesis(torch.from_numpy(ref["ws"]), noise_mode=mode).numpy()
             want = ref[f"img_{mode}"]
             err = np.abs(img - want).max()
-            print(f"{what}: img_{mode} max abs diff {err:.3g} (max |value| {np.abs(want).max():.3g})")
+            print(f"{what}: img_{mode} max abs diff {err:.3g} "
+                  f"(max |value| {np.abs(want).max():.3g})")
             assert err <= 1e-5 * np.abs(want).max(), err
         w = G.mapping(torch.from_numpy(ref["z"]), None).numpy()
         assert np.abs(w - ref["w"]).max() <= 2e-5
