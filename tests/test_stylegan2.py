@@ -154,9 +154,16 @@ def converted(tmp_path_factory, cli_env):
 
 
 def test_convert_command(converted, cli_env):
+    """`pulse-jax convert` of the official protocol-3 snapshot (Python 3.7, numpy 1 names)
+    gives a checkpoint that draws the official images."""
     import fakes
     gen = weights.load_generator(converted)
     assert gen.config.family == "stylegan2" and gen.gaussian_fit is not None
+    assert PKL.read_bytes()[:2] == b"\x80\x03"
+    with np.load(NPZ) as f:
+        ws, want = f["ws"], _nhwc(f["img_const"])
+    img = np.asarray(gen.synthesize(ws, stylegan2.const_noise(gen.config, gen.params, len(ws))))
+    np.testing.assert_allclose(img, want, atol=1e-5 * np.abs(want).max(), rtol=0)
     manifest = weights.read_manifest(converted)
     assert manifest["sources"][0]["role"] == "nvidia_pickle"
     assert manifest["gaussian_fit"] == {"computed": True, "num_samples": 4096, "seed": 0}
@@ -387,77 +394,3 @@ def test_full_1024_config_f_forward_and_search_step():
     assert res.hr.shape == (1, 1024, 1024, 3) and np.isfinite(res.l2).all()
     assert res.wplus.shape == (1, config.num_layers, config.w_dim)
     assert len(res.noises) == config.num_layers - 1
-
-
-# ------------------------------------------------------------------------------------------
-# TensorFlow StyleGAN2 pickles: the fixture's weights written under TF names (the inverse of
-# the official legacy.py map; checked against legacy.py itself when the fixture was made).
-
-
-def tf_variables(sd, config):
-    """``(synthesis vars, mapping vars, own vars)`` of a TF StyleGAN2 ``Gs`` holding ``sd``."""
-    syn, mp = {}, {}
-    for i in range(config.mapping_layers):
-        mp[f"Dense{i}/weight"] = sd[f"mapping.fc{i}.weight"].T
-        mp[f"Dense{i}/bias"] = sd[f"mapping.fc{i}.bias"]
-    syn["4x4/Const/const"] = sd["synthesis.b4.const"][None]
-    for n, (res, conv) in enumerate(config.conv_layers):
-        b, t = f"synthesis.b{res}.{conv}", f"{res}x{res}/" + (
-            "Conv" if res == 4 else {"conv0": "Conv0_up", "conv1": "Conv1"}[conv])
-        w = sd[f"{b}.weight"].transpose(2, 3, 1, 0)
-        syn[f"{t}/weight"] = w[::-1, ::-1].copy() if conv == "conv0" else w
-        syn[f"{t}/bias"] = sd[f"{b}.bias"]
-        syn[f"{t}/noise_strength"] = sd[f"{b}.noise_strength"]
-        syn[f"{t}/mod_weight"] = sd[f"{b}.affine.weight"].T
-        syn[f"{t}/mod_bias"] = sd[f"{b}.affine.bias"] - 1
-        syn[f"noise{n}"] = sd[f"{b}.noise_const"][None, None]
-    for res in config.block_resolutions:
-        b, t = f"synthesis.b{res}.torgb", f"{res}x{res}/ToRGB"
-        syn[f"{t}/weight"] = sd[f"{b}.weight"].transpose(2, 3, 1, 0)
-        syn[f"{t}/bias"] = sd[f"{b}.bias"]
-        syn[f"{t}/mod_weight"] = sd[f"{b}.affine.weight"].T
-        syn[f"{t}/mod_bias"] = sd[f"{b}.affine.bias"] - 1
-    return syn, mp, {"dlatent_avg": sd["mapping.w_avg"], "lod": np.float32(0)}
-
-
-def tf_static_kwargs(config):
-    return {"num_channels": config.img_channels, "resolution": config.img_resolution,
-            "label_size": 0, "fmap_base": config.channel_base // 2,
-            "fmap_max": config.channel_max, "mapping_layers": config.mapping_layers}
-
-
-def test_tensorflow_stylegan2_pickle(sg2, tmp_path):
-    from helpers import modules_installed
-    from test_nvidia_pickle import _fake_dnnlib
-    gen, ref = sg2
-    sd = stylegan2.state_dict_from_params(gen.config, gen.params)
-    syn, mp, own = tf_variables(sd, gen.config)
-    mods = _fake_dnnlib()
-    Network = mods["dnnlib.tflib.network"].Network
-    marker = tmp_path / "marker"
-    src = f"open({str(marker)!r}, 'w').write('ran')\n"
-
-    def net(name, variables, kwargs, components=None):
-        return Network({"version": 4, "name": name, "static_kwargs": kwargs,
-                        "components": components or {}, "build_module_src": src,
-                        "build_func_name": name, "variables": list(variables.items())})
-
-    kw = tf_static_kwargs(gen.config)
-    Gs = net("G_main", own, kw, {"synthesis": net("G_synthesis_stylegan2", syn, dict(kw)),
-                                 "mapping": net("G_mapping", mp, dict(kw))})
-    with modules_installed(mods):
-        data = pickle.dumps((Gs, Gs, Gs), protocol=4)
-    (tmp_path / "sg2tf.pkl").write_bytes(data)
-    assert weights.nvidia_format(tmp_path / "sg2tf.pkl") == "tensorflow"
-    got = weights.import_nvidia(tmp_path / "sg2tf.pkl")
-    assert not marker.exists()
-    assert got.config == gen.config
-    jax.tree_util.tree_map(np.testing.assert_array_equal, got.params, gen.params)
-    # A missing variable is named.
-    del syn["16x16/Conv1/mod_bias"]
-    Gs = net("G_main", own, kw, {"synthesis": net("G_synthesis_stylegan2", syn, dict(kw)),
-                                 "mapping": net("G_mapping", mp, dict(kw))})
-    with modules_installed(mods):
-        (tmp_path / "cut.pkl").write_bytes(pickle.dumps((Gs, Gs, Gs), protocol=4))
-    with pytest.raises(CheckpointFormatError, match="16x16/Conv1/mod_bias"):
-        weights.import_nvidia(tmp_path / "cut.pkl")

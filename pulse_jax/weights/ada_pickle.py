@@ -16,8 +16,17 @@ dicts), the tensor globals ``torch._utils._rebuild_tensor{,_v2}`` /
 ``_rebuild_parameter{,_with_state}``, ``torch._tensor._rebuild_from_type_v2`` (with
 ``torch.Tensor`` / ``torch.nn.Parameter`` as inert markers) and
 ``torch.storage._load_from_bytes`` (a storage saved by ``torch.save`` into bytes, read by
-our own restricted PyTorch reader), and numpy's scalar/dtype/array globals (numeric only). Any
-other global raises :class:`UnsafePickleError` before it could run.
+our own restricted PyTorch reader), numpy's scalar/dtype/array globals (numeric only) under
+numpy 1's ``numpy.core`` and numpy 2's ``numpy._core`` names, and the builtin ``set`` /
+``frozenset`` / ``bytes`` constructors (:data:`~.safe_pickle.SAFE_BUILTINS`). Any other global
+raises :class:`UnsafePickleError` before it could run.
+
+Pickle protocols 2 to 5 are read. NVIDIA's snapshots were written by Python 3.7, whose default
+protocol 3 has no opcode for sets: every module's ``_non_persistent_buffers_set`` is then a call
+of ``builtins.set`` on a list of names, and the numpy scalars (the layers' ``weight_gain``)
+name ``numpy.core.multiarray``. Stand-ins refuse the ``BUILD`` opcode
+(:class:`~.safe_pickle.Inert`), and a tensor's view of its storage is made and bounds-checked by
+:func:`~.torch_storage.tensor_copy`, shared with the ``.pt`` readers.
 
 :func:`load_ada_pickle` returns the chosen network's official ``state_dict()`` (parameters and
 persistent buffers as numpy arrays, dotted names) and its constructor arguments.
@@ -33,9 +42,10 @@ import numpy as np
 
 from .numpy_pickle import NOT_NUMPY, NUMPY_GLOBALS, numpy_value
 from .safe_pickle import FormatProblem as _Bad
-from .safe_pickle import (RestrictedUnpickler, checkpoint_errors, latin1_encode, open_checkpoint,
-                          rebuild, unpickle)
+from .safe_pickle import (SAFE_BUILTINS, Inert, RestrictedUnpickler, checkpoint_errors,
+                          latin1_encode, open_checkpoint, rebuild, stand_in, unpickle)
 from .torch_legacy import load_legacy
+from .torch_storage import tensor_copy
 from .torch_zip import load_zip
 
 __all__ = ["PersistentObject", "load_ada_pickle", "state_dict"]
@@ -43,7 +53,7 @@ __all__ = ["PersistentObject", "load_ada_pickle", "state_dict"]
 NETWORKS = ("G_ema", "G")
 
 
-class PersistentObject:
+class PersistentObject(Inert):
     """Stand-in for a ``torch_utils.persistence`` object: its class name and state only."""
 
     def __init__(self, class_name: str, state: dict):
@@ -54,6 +64,7 @@ class PersistentObject:
         return f"<persistent {self.class_name}>"
 
 
+@stand_in
 def _reconstruct_persistent_obj(meta: Any) -> PersistentObject:
     if not isinstance(meta, dict) or meta.get("type") != "class":
         raise _Bad("malformed persistent object record")
@@ -71,13 +82,21 @@ class _Dict(dict):
             raise _Bad("bad dict state")
 
 
-class _StorageArray:
+class _StorageArray(Inert):
     """A storage read from ``_load_from_bytes``: a flat numpy array."""
 
     def __init__(self, data: np.ndarray):
         self.data = data
 
 
+class _Tensor(Inert):
+    """A rebuilt tensor (its array is handed out only after the load)."""
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
+
+
+@stand_in
 def _load_from_bytes(b: Any) -> _StorageArray:
     if not isinstance(b, (bytes, bytearray)):
         raise _Bad("torch storage record is not bytes")
@@ -88,46 +107,29 @@ def _load_from_bytes(b: Any) -> _StorageArray:
     return _StorageArray(obj)
 
 
-def _ints(v: Any, what: str) -> tuple[int, ...]:
-    if not isinstance(v, (tuple, list)) or not all(
-            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in v):
-        raise _Bad(f"tensor {what} must be non-negative ints, got {v!r}")
-    return tuple(v)
-
-
-def _rebuild_tensor(storage, offset, size, stride, *unused) -> np.ndarray:
+@stand_in
+def _rebuild_tensor(storage, offset, size, stride, *unused) -> _Tensor:
     if not isinstance(storage, _StorageArray):
         raise _Bad("tensor does not refer to a storage")
-    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-        raise _Bad(f"bad tensor offset {offset!r}")
-    size, stride = _ints(size, "size"), _ints(stride, "stride")
-    if len(size) != len(stride):
-        raise _Bad("tensor size and stride differ in length")
-    data = storage.data
-    if any(n == 0 for n in size):
-        return np.empty(size, data.dtype)
-    last = offset + sum((n - 1) * s for n, s in zip(size, stride))
-    if last >= data.size:
-        raise _Bad(f"tensor of size {size} reaches past its storage of {data.size} elements")
-    view = np.lib.stride_tricks.as_strided(data[offset:], shape=size, writeable=False,
-                                           strides=tuple(s * data.itemsize for s in stride))
-    return np.array(view, order="C", copy=True)
+    return _Tensor(tensor_copy(storage.data, offset, size, stride))
 
 
-def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, *unused) -> np.ndarray:
-    if not isinstance(data, np.ndarray):
+@stand_in
+def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, *unused) -> _Tensor:
+    if not isinstance(data, _Tensor):
         raise _Bad("parameter does not wrap a tensor")
     return data
 
 
-class _TensorType:
+class _TensorType(Inert):
     """Stand-in for ``torch.Tensor`` / ``torch.nn.Parameter`` (only as a rebuild argument)."""
 
 
 _TENSOR_TYPE = _TensorType()
 
 
-def _rebuild_from_type_v2(func, new_type, args, state) -> np.ndarray:
+@stand_in
+def _rebuild_from_type_v2(func, new_type, args, state) -> _Tensor:
     """How PyTorch >= 1.x pickles tensors that carry Python attributes; those are dropped."""
     if func not in (_rebuild_tensor, _rebuild_parameter) or new_type is not _TENSOR_TYPE:
         raise _Bad("unsupported tensor reconstruction")
@@ -151,6 +153,7 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("torch.nn.parameter", "Parameter"): _TENSOR_TYPE,
     ("torch.storage", "_load_from_bytes"): _load_from_bytes,
     ("_codecs", "encode"): latin1_encode,
+    **SAFE_BUILTINS,
     **NUMPY_GLOBALS,
 }
 
@@ -165,21 +168,23 @@ def _convert(x: Any, walk, remember) -> Any:
     value = numpy_value(x)
     if value is not NOT_NUMPY:
         return value
-    if isinstance(x, (set, frozenset)):
-        return type(x)(walk(v) for v in x)
+    if isinstance(x, _Tensor):
+        return x.array
     if isinstance(x, PersistentObject):
         out = PersistentObject(x.class_name, {})
         remember(out)
         out.state = walk(x.state)
         return out
-    raise _Bad(f"unexpected object of type {type(x).__name__}")
+    raise _Bad(f"unexpected {x!r} in the pickle")  # a marker or stand-in as a value
 
 
 def state_dict(obj: PersistentObject, prefix: str = "") -> dict[str, np.ndarray]:
     """The official ``Module.state_dict()``: parameters and persistent buffers, dotted names."""
     out: dict[str, np.ndarray] = {}
     st = obj.state
-    skip = st.get("_non_persistent_buffers_set") or set()
+    skip = st.get("_non_persistent_buffers_set", set())
+    if not isinstance(skip, (set, frozenset)):
+        raise _Bad(f"{obj.class_name}._non_persistent_buffers_set is not a set")
     for group in ("_parameters", "_buffers"):
         items = st.get(group) or {}
         if not isinstance(items, dict):

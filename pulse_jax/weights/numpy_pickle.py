@@ -10,8 +10,10 @@ re-implementations here.
 Accepted: bool, int, uint, float and complex dtypes of the usual sizes, in either byte order;
 arrays come out as native-byte-order copies. Refused with :class:`~.safe_pickle.FormatProblem`:
 any other dtype (object, structured, strings), an array whose bytes do not match its shape, and
-a ``_reconstruct`` of anything but ``numpy.ndarray``. Object arrays are refused because their
-data is itself a pickle.
+a ``_reconstruct`` of anything but ``numpy.ndarray``, and a second BUILD of the same array.
+Object arrays are refused because their data is itself a pickle. Arrays stay
+:class:`ArrayStub` until :func:`numpy_value` unwraps them after the load, so the pickle never
+holds a real ndarray whose ``__setstate__`` it could call.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from typing import Any
 import numpy as np
 
 from .safe_pickle import FormatProblem as _Bad
+from .safe_pickle import Inert, stand_in
 
 __all__ = ["NOT_NUMPY", "NUMPY_GLOBALS", "ArrayStub", "DTypeStub", "numpy_value"]
 
 
-class _NDArrayType:
+class _NDArrayType(Inert):
     """Stand-in for the ``numpy.ndarray`` class (only accepted as ``_reconstruct``'s subtype)."""
 
 
@@ -71,12 +74,14 @@ def _to_native(arr: np.ndarray) -> np.ndarray:
 
 
 class ArrayStub:
-    """The result of ``numpy ... _reconstruct``; BUILD fills in :attr:`array`."""
+    """The result of ``numpy ... _reconstruct``; BUILD fills in :attr:`array` (once)."""
 
-    def __init__(self) -> None:
-        self.array: np.ndarray | None = None
+    def __init__(self, array: np.ndarray | None = None) -> None:
+        self.array = array
 
     def __setstate__(self, state: Any) -> None:
+        if self.array is not None:
+            raise _Bad("numpy array state given twice")
         if not isinstance(state, tuple) or len(state) not in (4, 5):
             raise _Bad("bad numpy array state")
         shape, dtype, fortran, raw = state[-4:]
@@ -97,12 +102,14 @@ class ArrayStub:
         self.array = _to_native(arr)
 
 
+@stand_in
 def _np_reconstruct(subtype: Any, shape: Any, dtype_code: Any) -> ArrayStub:
     if subtype is not _NDARRAY:
         raise _Bad("numpy _reconstruct of a non-ndarray type")
     return ArrayStub()
 
 
+@stand_in
 def _np_scalar(dtype: Any, data: Any = None) -> Any:
     if not isinstance(dtype, DTypeStub):
         raise _Bad("numpy scalar without a numeric dtype")
@@ -114,7 +121,8 @@ def _np_scalar(dtype: Any, data: Any = None) -> Any:
     return np.frombuffer(data, dtype=dt)[0].astype(dt.newbyteorder("="))
 
 
-def _np_frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
+@stand_in
+def _np_frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> ArrayStub:
     if not isinstance(dtype, DTypeStub) or not isinstance(buf, (bytes, bytearray)):
         raise _Bad("bad numpy _frombuffer arguments")
     shape = _check_shape(shape)
@@ -122,8 +130,8 @@ def _np_frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
     count = math.prod(shape)
     if len(buf) != count * dt.itemsize:
         raise _Bad("numpy buffer size does not match its shape")
-    return _to_native(np.frombuffer(buf, dtype=dt, count=count).reshape(
-        shape, order="F" if order == "F" else "C"))
+    return ArrayStub(_to_native(np.frombuffer(buf, dtype=dt, count=count).reshape(
+        shape, order="F" if order == "F" else "C")))
 
 
 NUMPY_GLOBALS: dict[tuple[str, str], Any] = {
@@ -142,14 +150,12 @@ NOT_NUMPY = object()
 
 
 def numpy_value(x: Any) -> Any:
-    """The array or dtype a numpy stub stands for (an array as it is), or :data:`NOT_NUMPY`:
+    """The array or dtype a numpy stub stands for, or :data:`NOT_NUMPY`:
     the numpy cases of a format's ``convert`` for :func:`~.safe_pickle.rebuild`."""
     if isinstance(x, ArrayStub):
         if x.array is None:
             raise _Bad("numpy array without data")
         return x.array
-    if isinstance(x, np.ndarray):
-        return x
     if isinstance(x, DTypeStub):
         return x.numpy_dtype
     return NOT_NUMPY

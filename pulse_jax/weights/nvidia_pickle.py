@@ -18,7 +18,8 @@ numpy reconstruction globals ``numpy.core.multiarray._reconstruct`` /
 ``numpy.core.numeric._frombuffer`` / ``numpy._core.numeric._frombuffer`` (all mapped to
 re-implementations in :mod:`.numpy_pickle` that accept only numeric dtypes; object arrays are
 refused), plus ``_codecs.encode`` restricted to latin1 strings (how Python 3 writes ``bytes`` at
-protocol 2). Any other global raises :class:`UnsafePickleError` before it could run. (The
+protocol 2) and the builtin ``set``/``frozenset``/``bytes`` constructors of plain values
+(:data:`~.safe_pickle.SAFE_BUILTINS`, what protocols 2 and 3 write for those). Any other global raises :class:`UnsafePickleError` before it could run. (The
 unpickler and its error plumbing are :mod:`.safe_pickle`'s, shared with :mod:`.torch_files`;
 the allow-list is this module's.) Anything else that is not a well-formed Network (a state that
 is not a dict, a malformed or repeated variable, missing components) raises
@@ -41,8 +42,8 @@ from .numpy_pickle import NOT_NUMPY, NUMPY_GLOBALS, numpy_value
 from .nvidia_to_pulse import (MAPPING_DEFAULTS, SYNTHESIS_DEFAULTS, blur_kernel,
                               nvidia_to_pulse_state_dicts)
 from .safe_pickle import FormatProblem as _Bad
-from .safe_pickle import (RestrictedUnpickler, checkpoint_errors, latin1_encode, open_checkpoint,
-                          rebuild, unpickle)
+from .safe_pickle import (SAFE_BUILTINS, RestrictedUnpickler, checkpoint_errors, latin1_encode,
+                          open_checkpoint, rebuild, unpickle)
 
 __all__ = ["load_nvidia_pickle", "nvidia_to_pulse_state_dicts", "blur_kernel",
            "SYNTHESIS_DEFAULTS", "MAPPING_DEFAULTS"]
@@ -56,8 +57,8 @@ class _NetworkStub:
     """Stand-in for ``dnnlib.tflib.network.Network``: only stores the pickled state."""
 
     def __setstate__(self, state: Any) -> None:
-        if not isinstance(state, dict):
-            raise _Bad("Network state is not a dict")
+        if not isinstance(state, dict) or hasattr(self, "state"):
+            raise _Bad("Network state is not one dict")
         self.state = state
 
 
@@ -76,6 +77,7 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("dnnlib.tflib.network", "Network"): _NetworkStub,
     ("dnnlib.util", "EasyDict"): _DictStub,
     ("collections", "OrderedDict"): _DictStub,
+    **SAFE_BUILTINS,
     **NUMPY_GLOBALS,
 }
 

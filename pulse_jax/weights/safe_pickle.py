@@ -16,6 +16,28 @@ and raises :class:`UnsafePickleError` for any other global (``os.system``,
 ``builtins.eval``, ...) as soon as the pickle names it, which is before the opcode that would
 call it.
 
+Stand-ins take no pickled state. The ``BUILD`` opcode would set attributes on whatever object
+is on the stack (a tensor's stride after its checks, a storage's data, a stand-in function's
+``__defaults__``); here it only calls a ``__setstate__`` that the object's class defines and is
+refused for anything else. Every stand-in class derives from :class:`Inert`, whose
+``__setstate__`` refuses too, and every stand-in function is a :class:`StandIn`. Only the few
+classes whose pickled form needs ``BUILD`` (numpy's arrays and dtypes, ``OrderedDict``,
+dnnlib's Network) define a ``__setstate__`` of their own, which checks what it is given.
+
+The opcodes are run by Python's own pure-Python unpickler (``pickle._Unpickler``), not the C
+one: its memo is a dict, whereas the C unpickler sizes its memo array by the largest index a
+``PUT`` names, so that a flipped byte in one index (found by tests/test_pickle_fuzz.py) made
+it allocate and clear tens of GB and got the process killed. The pure-Python loop also gives
+``BUILD`` its one checked place. Its speed is enough: the opcodes of a weight file are few
+(big arrays are single opcodes).
+
+:data:`SAFE_BUILTINS` is what Python's pickler writes for builtin values that have no opcode at
+the protocol in use: at protocols 2 and 3 a ``set`` or ``frozenset`` is a call of the global
+``builtins.set`` / ``builtins.frozenset`` on a list of its items (protocol 4 has opcodes for
+them) and, at protocol 2, an empty ``bytes`` is ``builtins.bytes()``. The stand-ins accept a
+list or tuple of plain values only (strings, bytes, numbers, ``None``); Python 2's module name
+``__builtin__`` (written at protocol 2 under ``fix_imports``) is read as ``builtins``.
+
 The rest is the plumbing both loaders share: :class:`FormatProblem` for problems found below
 the level that knows the file name, :func:`unpickle` (runs an unpickler, turning the pickle
 module's own errors into a :class:`FormatProblem`), :func:`open_checkpoint` and
@@ -34,8 +56,9 @@ import numpy as np
 
 from .errors import CheckpointFormatError, UnsafePickleError
 
-__all__ = ["FormatProblem", "RestrictedUnpickler", "checkpoint_errors", "latin1_encode",
-           "open_checkpoint", "rebuild", "unpickle"]
+__all__ = ["SAFE_BUILTINS", "FormatProblem", "Inert", "RestrictedUnpickler", "StandIn",
+           "checkpoint_errors", "latin1_encode", "open_checkpoint", "rebuild", "stand_in",
+           "unpickle"]
 
 
 class FormatProblem(Exception):
@@ -45,6 +68,35 @@ class FormatProblem(Exception):
     """
 
 
+class Inert:
+    """Base of the stand-in classes: refuses pickled state (the ``BUILD`` opcode)."""
+
+    def __setstate__(self, state: Any) -> None:
+        raise FormatProblem(f"the pickle sets the state of a {type(self).__name__}, which takes "
+                            "none")
+
+
+class StandIn(Inert):
+    """A stand-in function: what ``find_class`` returns for an allowed callable global."""
+
+    def __init__(self, fn: Callable[..., Any]):
+        self._fn = fn
+        self.__name__ = fn.__name__
+        self.__doc__ = fn.__doc__
+
+    def __call__(self, *args: Any) -> Any:
+        return self._fn(*args)
+
+    def __repr__(self) -> str:
+        return f"<stand-in {self.__name__}>"
+
+
+def stand_in(fn: Callable[..., Any]) -> StandIn:
+    """Decorator: ``fn`` as a :class:`StandIn` (so ``BUILD`` on it is refused)."""
+    return StandIn(fn)
+
+
+@stand_in
 def latin1_encode(text: Any, encoding: Any = "utf-8") -> bytes:
     """``_codecs.encode``: how Python 3 writes ``bytes`` at pickle protocol < 3."""
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
@@ -52,7 +104,51 @@ def latin1_encode(text: Any, encoding: Any = "utf-8") -> bytes:
     return text.encode("latin1")
 
 
-class RestrictedUnpickler(pickle.Unpickler):
+_ATOMS = (str, bytes, int, float, complex, bool, type(None), np.generic)
+
+
+def _plain_items(items: Any, what: str) -> Any:
+    if not isinstance(items, (list, tuple)) or not all(isinstance(v, _ATOMS) for v in items):
+        raise FormatProblem(f"{what} may only be built from a list of plain values")
+    return items
+
+
+@stand_in
+def _set(items: Any = ()) -> set:
+    return set(_plain_items(items, "a set"))
+
+
+@stand_in
+def _frozenset(items: Any = ()) -> frozenset:
+    return frozenset(_plain_items(items, "a frozenset"))
+
+
+@stand_in
+def _empty_bytes() -> bytes:
+    return b""
+
+
+SAFE_BUILTINS: dict[tuple[str, str], Any] = {
+    ("builtins", "set"): _set,
+    ("builtins", "frozenset"): _frozenset,
+    ("builtins", "bytes"): _empty_bytes,
+}
+"""The builtin constructors Python's pickler writes at protocols 2 and 3 (see the module
+docstring), for the allow-lists of the readers whose formats may hold them."""
+
+
+def _load_build(self: pickle._Unpickler) -> None:
+    """BUILD, only through a ``__setstate__`` of the object's class (never a dict update)."""
+    state = self.stack.pop()
+    inst = self.stack[-1]
+    setstate = None if isinstance(inst, type) else getattr(type(inst), "__setstate__", None)
+    if setstate is None:
+        raise FormatProblem(f"the pickle sets the state of a {type(inst).__name__}, which takes "
+                            "none")
+    setstate(inst, state)
+
+
+class RestrictedUnpickler(pickle._Unpickler):
     """An unpickler that resolves only the globals in ``allowed`` (set by subclasses).
 
     Subclasses set ``allowed`` (``{(module, name): stand-in}``), ``may_reference`` (the end
@@ -63,6 +159,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     allowed: Mapping[tuple[str, str], Any] = {}
     may_reference: str = "nothing"
     text_encoding: str = "utf-8"
+    dispatch = {**pickle._Unpickler.dispatch, pickle.BUILD[0]: _load_build}
 
     def __init__(self, file: BinaryIO, path: str,
                  persistent_load: Callable[[Any], Any] | None = None):
@@ -71,7 +168,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         self._pload = persistent_load
 
     def find_class(self, module: str, name: str) -> Any:
-        obj = self.allowed.get((module, name))
+        obj = self.allowed.get(("builtins" if module == "__builtin__" else module, name))
         if obj is None:
             raise UnsafePickleError(
                 f"{self._path}: refusing to load forbidden global '{module}.{name}': "
@@ -85,7 +182,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         return self._pload(pid)
 
 
-def unpickle(unpickler: pickle.Unpickler, failure: str) -> Any:
+def unpickle(unpickler: RestrictedUnpickler, failure: str) -> Any:
     """``unpickler.load()``; other errors than ours become ``FormatProblem("{failure} (...)")``."""
     try:
         return unpickler.load()
@@ -126,19 +223,18 @@ def checkpoint_errors(path: str, malformed: str) -> Iterator[None]:
         raise CheckpointFormatError(f"{path}: {malformed} ({type(e).__name__}: {e})") from e
 
 
-_ATOMS = (str, bytes, int, float, complex, bool, type(None), np.generic)
-
-
 def rebuild(obj: Any, convert: Callable[[Any, Callable[[Any], Any], Callable[[Any], None]], Any]
             ) -> Any:
     """Copies the containers of an unpickled object, replacing everything else in it.
 
-    Strings, bytes, numbers, ``None`` and numpy scalars are kept; dicts (subclasses included)
-    become plain dicts (order kept), lists lists and tuples tuples, their items rebuilt in
-    turn. Anything else ``x`` is replaced by ``convert(x, walk, remember)``: ``walk`` rebuilds
-    a nested value, and ``remember(out)`` records ``out`` as the replacement of ``x`` before
-    ``convert`` walks values that may refer back to ``x``. Each object is rebuilt once, so
-    shared references stay shared and a dict or list that holds itself still does.
+    Strings, bytes, numbers, ``None`` and numpy scalars are kept; dicts (subclasses included) become
+    plain dicts (order kept), lists lists and tuples tuples, their items rebuilt in turn; sets
+    and frozensets are kept if they hold plain values only (else :class:`FormatProblem`),
+    however the pickle built them. Anything else ``x`` is replaced by ``convert(x, walk,
+    remember)``: ``walk`` rebuilds a nested value, and ``remember(out)`` records ``out`` as the
+    replacement of ``x`` before ``convert`` walks values that may refer back to ``x``. Each
+    object is rebuilt once, so shared references stay shared and a dict or list that holds
+    itself still does.
     """
     memo: dict[int, Any] = {}
 
@@ -159,6 +255,8 @@ def rebuild(obj: Any, convert: Callable[[Any, Callable[[Any], Any], Callable[[An
             out.extend(walk(v) for v in x)
         elif isinstance(x, tuple):
             out = tuple(walk(v) for v in x)
+        elif isinstance(x, (set, frozenset)):
+            out = type(x)(_plain_items(list(x), f"a {type(x).__name__}"))
         else:
             out = convert(x, walk, lambda o: memo.__setitem__(key, o))
         memo[key] = out

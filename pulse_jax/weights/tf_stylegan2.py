@@ -1,12 +1,17 @@
 """NVIDIA's TensorFlow StyleGAN2 pickles (``stylegan2-ffhq-config-f.pkl``, ...) by name.
 
 The pickle is read by :mod:`.nvidia_pickle` (the same ``dnnlib.tflib`` Network format as
-StyleGAN v1, nothing from it runs). This module maps its static kwargs to the official
-PyTorch ``Generator`` constructor arguments and its variables to the PyTorch state-dict names,
-as NVlabs/stylegan2-ada-pytorch ``legacy.py`` (``convert_tf_generator``) does; the table is
-in checkpoints/README.md. The TF layouts differ from PyTorch's: dense ``[in, out]``, conv
-``[kh, kw, in, out]`` (HWIO), the up-sampling convs' kernels spatially flipped (TF uses a
-transposed conv), the affines' biases stored minus 1, and noise maps ``[1, 1, r, r]``.
+StyleGAN v1, nothing from it runs). This module maps its static kwargs to the official PyTorch
+``Generator`` constructor arguments and its variables to the PyTorch state-dict names, as
+NVlabs/stylegan2-ada-pytorch ``legacy.py`` (``convert_tf_generator``) does; the table is in
+checkpoints/README.md, and tests/test_tf_stylegan2.py checks every name and operation against
+``legacy.py``'s own table (written out by tests/data/make_tf_stylegan2_names.py). One deviation:
+for an 'orig' network (ToRGB layers named ``ToRGB_lod{k}``) ``legacy.py`` means to set
+``architecture='orig'`` but its line (``kwargs.synthesis.kwargs.architecture``) raises
+AttributeError; here the architecture is set as intended. The TF layouts differ from PyTorch's:
+dense ``[in, out]``, conv ``[kh, kw, in, out]`` (HWIO), the up-sampling convs' kernels spatially
+flipped (TF uses a transposed conv), the affines' biases stored minus 1, and noise maps ``[1, 1,
+r, r]``.
 """
 
 from __future__ import annotations
@@ -28,7 +33,12 @@ def is_stylegan2(synthesis_vars: Mapping[str, Any]) -> bool:
 def init_kwargs(static_kwargs: Mapping[str, Any], architecture: str) -> dict[str, Any]:
     """The PyTorch ``Generator`` arguments of a TF ``G_main`` with ``static_kwargs``.
 
-    Raises ValueError for a kwarg the conversion does not know (as ``legacy.py`` does).
+    Raises ValueError for a kwarg the conversion does not know (as ``legacy.py`` does). Known
+    and ignored, as the official converter ignores them: the sampling options
+    ``truncation_psi``, ``truncation_cutoff``, ``style_mixing_prob``, ``structure``, and
+    ``conditioning`` and ``fused_modconv`` (accepted by the converter's later version in
+    NVlabs/stylegan3 ``legacy.py``; ``fused_modconv`` only picks how TF computes the same
+    modulated conv). Also ``label_fmaps`` and ``w_avg_beta`` (training-time only here).
     """
     kw = dict(static_kwargs)
     known: set[str] = set()
@@ -54,7 +64,8 @@ def init_kwargs(static_kwargs: Mapping[str, Any], architecture: str) -> dict[str
             "use_noise": get("use_noise", True), "activation": get("nonlinearity", "lrelu")},
     }
     known |= {"mapping_fmaps", "conv_clamp", "label_fmaps", "w_avg_beta", "truncation_psi",
-              "truncation_cutoff", "style_mixing_prob", "structure", "architecture"}
+              "truncation_cutoff", "style_mixing_prob", "structure", "architecture",
+              "conditioning", "fused_modconv"}
     if kw.get("fmap_decay", 1.0) != 1.0 or kw.get("fmap_min", 1) != 1:
         raise ValueError("TF StyleGAN2 pickles with fmap_decay != 1 or fmap_min != 1 are not "
                          "supported")

@@ -10,7 +10,13 @@ What a PyTorch pickle may name, and what each name becomes here:
 * ``torch.Tensor``, ``torch.nn.Parameter``, ``torch.nn.Buffer``: markers accepted only as the
   type argument of ``_rebuild_from_type_v2``;
 * ``torch.Size``: a tuple of non-negative ints; ``collections.OrderedDict``: a dict;
-* ``_codecs.encode`` for latin1 strings (:func:`~.safe_pickle.latin1_encode`).
+* ``_codecs.encode`` for latin1 strings (:func:`~.safe_pickle.latin1_encode`) and the builtin
+  ``set``/``frozenset``/``bytes`` constructors of :data:`~.safe_pickle.SAFE_BUILTINS`, which
+  ``torch.save``'s default pickle protocol 2 writes for those values.
+
+Every stand-in is :class:`~.safe_pickle.Inert` (the pickle cannot set its attributes); the
+view of a tensor is checked by :func:`~.torch_storage.view_args` when the pickle names it and
+again by :func:`~.torch_storage.tensor_copy` when it is made.
 
 Any other global raises :class:`~.errors.UnsafePickleError` when the pickle names it (see
 :mod:`.safe_pickle` for why nothing from the file can then run). :func:`check_storage_record`
@@ -25,13 +31,13 @@ from typing import Any
 import numpy as np
 
 from .safe_pickle import FormatProblem as _Bad
-from .safe_pickle import RestrictedUnpickler, latin1_encode, rebuild
-from .torch_storage import STORAGE_DTYPES, TORCH_DTYPES, LazyTensor, Storage
+from .safe_pickle import SAFE_BUILTINS, Inert, RestrictedUnpickler, latin1_encode, rebuild, stand_in
+from .torch_storage import STORAGE_DTYPES, TORCH_DTYPES, LazyTensor, Storage, view_args
 
 __all__ = ["TorchUnpickler", "check_storage_record", "decode", "finalize"]
 
 
-class _DTypeName:
+class _DTypeName(Inert):
     """A ``torch.<name>`` marker carrying its numpy dtype (``None``: not supported here)."""
 
     def __init__(self, name: str, dtype: np.dtype | None):
@@ -50,7 +56,7 @@ class _TorchDType(_DTypeName):
     """Stand-in for a ``torch.<dtype>`` object."""
 
 
-class _TensorClass:
+class _TensorClass(Inert):
     """Stand-in for ``torch.Tensor`` / ``torch.nn.Parameter`` (used by _rebuild_from_type_v2)."""
 
     def __init__(self, name: str):
@@ -64,29 +70,16 @@ class _StateDict(dict):
     """``collections.OrderedDict`` stand-in; keeps ``_metadata`` set by BUILD, if any."""
 
     def __setstate__(self, state: Any) -> None:
-        if isinstance(state, dict):
-            self.metadata = state.get("_metadata")
-
-
-def _int_tuple(value: Any, what: str) -> tuple[int, ...]:
-    if not isinstance(value, (tuple, list)) or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
-    ):
-        raise _Bad(f"tensor {what} must be a tuple of non-negative ints, got {value!r}")
-    return tuple(value)
+        if state is not None and not isinstance(state, dict):
+            raise _Bad("bad OrderedDict state")
+        self.metadata = (state or {}).get("_metadata")
 
 
 def _make_tensor(storage: Any, storage_offset: Any, size: Any, stride: Any,
                  dtype: Any = None) -> LazyTensor:
     if not isinstance(storage, Storage):
         raise _Bad(f"tensor refers to {type(storage).__name__}, not to a storage record")
-    if (not isinstance(storage_offset, int) or isinstance(storage_offset, bool)
-            or storage_offset < 0):
-        raise _Bad(f"bad tensor storage offset {storage_offset!r}")
-    size = _int_tuple(size, "size")
-    stride = _int_tuple(stride, "stride")
-    if len(size) != len(stride):
-        raise _Bad(f"tensor size {size} and stride {stride} have different lengths")
+    storage_offset, size, stride = view_args(storage_offset, size, stride)
     if dtype is not None:
         if not isinstance(dtype, _TorchDType):
             raise _Bad(f"tensor dtype must be a torch dtype, got {dtype!r}")
@@ -100,26 +93,31 @@ def _make_tensor(storage: Any, storage_offset: Any, size: Any, stride: Any,
 
 # The rebuild functions keep PyTorch's signatures; the arguments that only matter to autograd
 # (requires_grad, hooks, metadata, state) are accepted and dropped.
+@stand_in
 def _rebuild_tensor(storage, storage_offset, size, stride):
     return _make_tensor(storage, storage_offset, size, stride)
 
 
+@stand_in
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
                        backward_hooks=None, metadata=None):
     return _make_tensor(storage, storage_offset, size, stride)
 
 
+@stand_in
 def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, backward_hooks,
                        dtype, metadata=None):
     return _make_tensor(storage, storage_offset, size, stride, dtype)
 
 
+@stand_in
 def _rebuild_parameter(data, requires_grad=False, backward_hooks=None):
     if not isinstance(data, LazyTensor):
         raise _Bad("parameter does not wrap a tensor")
     return data
 
 
+@stand_in
 def _rebuild_parameter_with_state(data, requires_grad, backward_hooks, state):
     return _rebuild_parameter(data)
 
@@ -128,6 +126,7 @@ _REBUILDERS = (_rebuild_tensor, _rebuild_tensor_v2, _rebuild_tensor_v3, _rebuild
                _rebuild_parameter_with_state)
 
 
+@stand_in
 def _rebuild_from_type_v2(func, new_type, args, state):
     if func not in _REBUILDERS or not isinstance(new_type, _TensorClass):
         raise _Bad("unsupported tensor subclass reconstruction")
@@ -136,13 +135,15 @@ def _rebuild_from_type_v2(func, new_type, args, state):
     return func(*args)
 
 
+@stand_in
 def _torch_size(*args):
-    if len(args) > 1:
+    if len(args) > 1 or not isinstance(args[0] if args else (), (tuple, list)):
         raise _Bad("bad torch.Size")
-    return _int_tuple(args[0] if args else (), "torch.Size")
+    return view_args(0, args[0] if args else (), args[0] if args else ())[1]
 
 
 _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
+    **SAFE_BUILTINS,
     ("_codecs", "encode"): latin1_encode,
     ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
@@ -209,9 +210,7 @@ def _convert(x: Any, walk, remember) -> Any:
         return np.array(x.typed(), copy=True)
     if isinstance(x, (_StorageType, _TorchDType)):
         return x.dtype
-    if isinstance(x, (set, frozenset)):
-        return type(x)(walk(v) for v in x)
-    return x
+    raise _Bad(f"unexpected {x!r} in the saved object")  # a marker or stand-in as a value
 
 
 def finalize(obj: Any) -> Any:
