@@ -216,7 +216,7 @@ def _fuzz_cases(base: pathlib.Path, rng: random.Random):
 
 def _load(reader: str, path: str):
     from pulse_jax import weights
-    from pulse_jax.weights.torch_files import load_torch_file
+    from pulse_jax.weights.torch.files import load_torch_file
     return load_torch_file(path) if reader == "torch" else weights.import_nvidia(path)
 
 
@@ -260,7 +260,7 @@ def test_views_are_checked_where_they_are_made():
     array and any view outside it, whatever the caller checked before."""
     import numpy as np
     from pulse_jax.weights.safe_pickle import FormatProblem
-    from pulse_jax.weights.torch_storage import tensor_copy
+    from pulse_jax.weights.torch.storage import tensor_copy
     flat = np.arange(12, dtype=np.float32)
     np.testing.assert_array_equal(tensor_copy(flat, 1, (2, 3), (1, 2)),
                                   np.array([[1, 3, 5], [2, 4, 6]], np.float32))

@@ -19,9 +19,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from pulse_jax.weights import torch_files
+from pulse_jax.weights.torch import files as torch_files
 from pulse_jax.weights.errors import CheckpointFormatError, UnsafePickleError
-from pulse_jax.weights.torch_files import load_torch_file
+from pulse_jax.weights.torch.files import load_torch_file
 
 from helpers import modules_installed
 

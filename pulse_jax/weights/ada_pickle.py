@@ -26,7 +26,7 @@ protocol 3 has no opcode for sets: every module's ``_non_persistent_buffers_set`
 of ``builtins.set`` on a list of names, and the numpy scalars (the layers' ``weight_gain``)
 name ``numpy.core.multiarray``. Stand-ins refuse the ``BUILD`` opcode
 (:class:`~.safe_pickle.Inert`), and a tensor's view of its storage is made and bounds-checked by
-:func:`~.torch_storage.tensor_copy`, shared with the ``.pt`` readers.
+:func:`~.torch.storage.tensor_copy`, shared with the ``.pt`` readers.
 
 :func:`load_ada_pickle` returns the chosen network's official ``state_dict()`` (parameters and
 persistent buffers as numpy arrays, dotted names) and its constructor arguments.
@@ -44,9 +44,9 @@ from .numpy_pickle import NOT_NUMPY, NUMPY_GLOBALS, numpy_value
 from .safe_pickle import FormatProblem as _Bad
 from .safe_pickle import (SAFE_BUILTINS, Inert, RestrictedUnpickler, checkpoint_errors,
                           latin1_encode, open_checkpoint, rebuild, stand_in, unpickle)
-from .torch_legacy import load_legacy
-from .torch_storage import tensor_copy
-from .torch_zip import load_zip
+from .torch.legacy import load_legacy
+from .torch.storage import tensor_copy
+from .torch.zip import load_zip
 
 __all__ = ["PersistentObject", "load_ada_pickle", "state_dict"]
 

@@ -15,8 +15,15 @@ import pathlib
 import urllib.request
 from typing import Callable, Optional, Sequence
 
+import jax
+
 from pulse_jax import files
 from pulse_jax.generator import Generator
+
+from .checkpoint import load_generator, save_generator
+from .gaussian_fit import compute_gaussian_fit
+from .importers import import_nvidia, source_record
+from .locate import cache_home, ffhq_checkpoint
 
 __all__ = ["DownloadError", "FFHQ_PICKLE", "FFHQ_SHA256", "FFHQ_URLS", "download",
            "ffhq_generator", "save_converted"]
@@ -107,8 +114,6 @@ def save_converted(gen: Generator, output: os.PathLike, sources: Sequence[dict] 
     """Writes an imported generator as a checkpoint at ``output``, computing its Gaussian fit
     from ``fit_samples`` mapping samples first if it has none (ValueError if it has no
     mapping network either). Returns the generator as saved."""
-    import jax
-    from pulse_jax import weights
     extra = {}
     if gen.gaussian_fit is None:
         if not gen.has_mapping:
@@ -116,14 +121,12 @@ def save_converted(gen: Generator, output: os.PathLike, sources: Sequence[dict] 
                              "--mapping=mapping.pt to compute one")
         log(f"computing the Gaussian fit from {fit_samples:,} mapping samples "
             f"(seed {fit_seed}) ...")
-        fit = weights.compute_gaussian_fit(gen.config, gen.params["mapping"],
-                                           jax.random.PRNGKey(fit_seed),
-                                           num_samples=fit_samples)
+        fit = compute_gaussian_fit(gen.config, gen.params["mapping"], jax.random.PRNGKey(fit_seed),
+                                   num_samples=fit_samples)
         gen = gen.replace_gaussian_fit(fit["mean"], fit["std"])
         extra["gaussian_fit"] = {"computed": True, "num_samples": fit_samples,
                                  "seed": fit_seed}
-    weights.save_generator(gen, output, sources=sources, dtype=dtype, extra=extra,
-                           overwrite=True)
+    save_generator(gen, output, sources=sources, dtype=dtype, extra=extra, overwrite=True)
     return gen
 
 
@@ -136,15 +139,14 @@ def ffhq_generator(cache_dir: str = "", urls: Sequence[str] = FFHQ_URLS,
     second process could not use the accelerator this one holds). A pickle already in the
     downloads folder is checked too and fetched again if it differs. DownloadError when
     no good copy can be had."""
-    from pulse_jax import weights
-    ckpt = weights.ffhq_checkpoint(cache_dir)
+    ckpt = ffhq_checkpoint(cache_dir)
     if not ckpt.exists():
-        pkl = weights.cache_home(cache_dir) / "downloads" / FFHQ_PICKLE
+        pkl = cache_home(cache_dir) / "downloads" / FFHQ_PICKLE
         _checked_or_removed(pkl, sha256, log)
         if not pkl.exists():
             download(urls, pkl, log, sha256=sha256)
-        gen = weights.import_nvidia(pkl)
-        save_converted(gen, ckpt, [weights.source_record(pkl, "nvidia_pickle")],
+        gen = import_nvidia(pkl)
+        save_converted(gen, ckpt, [source_record(pkl, "nvidia_pickle")],
                        fit_samples=fit_samples, log=log)
         log(f"converted into {ckpt}")
-    return weights.load_generator(ckpt)
+    return load_generator(ckpt)

@@ -20,7 +20,7 @@ re-implementations in :mod:`.numpy_pickle` that accept only numeric dtypes; obje
 refused), plus ``_codecs.encode`` restricted to latin1 strings (how Python 3 writes ``bytes`` at
 protocol 2) and the builtin ``set``/``frozenset``/``bytes`` constructors of plain values
 (:data:`~.safe_pickle.SAFE_BUILTINS`, what protocols 2 and 3 write for those). Any other global raises :class:`UnsafePickleError` before it could run. (The
-unpickler and its error plumbing are :mod:`.safe_pickle`'s, shared with :mod:`.torch_files`;
+unpickler and its error plumbing are :mod:`.safe_pickle`'s, shared with :mod:`.torch.files`;
 the allow-list is this module's.) Anything else that is not a well-formed Network (a state that
 is not a dict, a malformed or repeated variable, missing components) raises
 :class:`CheckpointFormatError` naming the file.

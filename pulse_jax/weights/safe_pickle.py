@@ -1,4 +1,4 @@
-"""The restricted-unpickler skeleton shared by :mod:`.torch_unpickler` and :mod:`.nvidia_pickle`.
+"""The restricted-unpickler skeleton shared by :mod:`.torch.unpickler` and :mod:`.nvidia_pickle`.
 
 What it allows: by itself, nothing. A loader subclasses :class:`RestrictedUnpickler` and gives
 it an allow-list, ``allowed``, mapping each ``(module, name)`` global that its file format may

@@ -6,10 +6,10 @@ optionally ``byteorder`` (``little``/``big``, the byte order of those records; a
 little). ``data.pkl`` refers to storages by persistent id ``('storage', storage_type, key,
 location, numel)``; ``location`` is ignored.
 
-Refused, as :class:`~.errors.CheckpointFormatError` or :class:`~.safe_pickle.FormatProblem`: a
+Refused, as :class:`~..errors.CheckpointFormatError` or :class:`~..safe_pickle.FormatProblem`: a
 corrupt or truncated archive, no or several ``data.pkl``, a missing or unreadable record, an
 unknown byte order, a storage record whose size is not ``numel`` elements, and one key named
-with two different types or sizes. Forbidden globals are :mod:`.torch_unpickler`'s to refuse.
+with two different types or sizes. Forbidden globals are :mod:`.unpickler`'s to refuse.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .errors import CheckpointFormatError
-from .safe_pickle import FormatProblem as _Bad
-from .torch_storage import Storage
-from .torch_unpickler import TorchUnpickler, check_storage_record, finalize
+from ..errors import CheckpointFormatError
+from ..safe_pickle import FormatProblem as _Bad
+from .storage import Storage
+from .unpickler import TorchUnpickler, check_storage_record, finalize
 
 __all__ = ["load_zip"]
 

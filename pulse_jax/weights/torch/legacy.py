@@ -13,10 +13,10 @@ bytes, yet ``LongStorage`` is always int64). This reader does the same: both are
 being well-formed and are otherwise only informative. ``location`` (``'cpu'``, ``'cuda:0'``,
 ...) is ignored.
 
-Refused, as :class:`~.safe_pickle.FormatProblem`: a wrong magic number or protocol, a malformed
+Refused, as :class:`~..safe_pickle.FormatProblem`: a wrong magic number or protocol, a malformed
 header or key list, a key that the object does not use or that appears twice, a count that
 differs from the declared size, a stream that ends inside a record, a storage with no record,
-and a view outside its root storage. Forbidden globals are :mod:`.torch_unpickler`'s to refuse.
+and a view outside its root storage. Forbidden globals are :mod:`.unpickler`'s to refuse.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .safe_pickle import FormatProblem as _Bad
-from .safe_pickle import unpickle
-from .torch_storage import Storage
-from .torch_unpickler import TorchUnpickler, check_storage_record, decode, finalize
+from ..safe_pickle import FormatProblem as _Bad
+from ..safe_pickle import unpickle
+from .storage import Storage
+from .unpickler import TorchUnpickler, check_storage_record, decode, finalize
 
 __all__ = ["load_legacy"]
 

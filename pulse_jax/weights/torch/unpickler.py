@@ -4,22 +4,22 @@ What a PyTorch pickle may name, and what each name becomes here:
 
 * ``torch._utils._rebuild_tensor{,_v2,_v3}``, ``torch._utils._rebuild_parameter{,_with_state}``
   and ``torch._tensor._rebuild_from_type_v2``: functions that check their arguments and build a
-  :class:`~.torch_storage.LazyTensor` (parameters are plain tensors here);
+  :class:`~.storage.LazyTensor` (parameters are plain tensors here);
 * ``torch.<X>Storage`` (also under ``torch.cuda``), ``torch.storage.UntypedStorage`` and
   ``torch.<dtype>``: markers carrying the numpy dtype;
 * ``torch.Tensor``, ``torch.nn.Parameter``, ``torch.nn.Buffer``: markers accepted only as the
   type argument of ``_rebuild_from_type_v2``;
 * ``torch.Size``: a tuple of non-negative ints; ``collections.OrderedDict``: a dict;
-* ``_codecs.encode`` for latin1 strings (:func:`~.safe_pickle.latin1_encode`) and the builtin
-  ``set``/``frozenset``/``bytes`` constructors of :data:`~.safe_pickle.SAFE_BUILTINS`, which
+* ``_codecs.encode`` for latin1 strings (:func:`~..safe_pickle.latin1_encode`) and the builtin
+  ``set``/``frozenset``/``bytes`` constructors of :data:`~..safe_pickle.SAFE_BUILTINS`, which
   ``torch.save``'s default pickle protocol 2 writes for those values.
 
-Every stand-in is :class:`~.safe_pickle.Inert` (the pickle cannot set its attributes); the
-view of a tensor is checked by :func:`~.torch_storage.view_args` when the pickle names it and
-again by :func:`~.torch_storage.tensor_copy` when it is made.
+Every stand-in is :class:`~..safe_pickle.Inert` (the pickle cannot set its attributes); the
+view of a tensor is checked by :func:`~.storage.view_args` when the pickle names it and
+again by :func:`~.storage.tensor_copy` when it is made.
 
-Any other global raises :class:`~.errors.UnsafePickleError` when the pickle names it (see
-:mod:`.safe_pickle` for why nothing from the file can then run). :func:`check_storage_record`
+Any other global raises :class:`~..errors.UnsafePickleError` when the pickle names it (see
+:mod:`..safe_pickle` for why nothing from the file can then run). :func:`check_storage_record`
 validates the persistent id both formats use for a storage, and :func:`finalize` turns the
 unpickled object into plain data: tensors become ndarrays, ``OrderedDict`` becomes ``dict``.
 """
@@ -30,9 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from .safe_pickle import FormatProblem as _Bad
-from .safe_pickle import SAFE_BUILTINS, Inert, RestrictedUnpickler, latin1_encode, rebuild, stand_in
-from .torch_storage import STORAGE_DTYPES, TORCH_DTYPES, LazyTensor, Storage, view_args
+from ..safe_pickle import FormatProblem as _Bad
+from ..safe_pickle import (SAFE_BUILTINS, Inert, RestrictedUnpickler, latin1_encode, rebuild,
+                           stand_in)
+from .storage import STORAGE_DTYPES, TORCH_DTYPES, LazyTensor, Storage, view_args
 
 __all__ = ["TorchUnpickler", "check_storage_record", "decode", "finalize"]
 
@@ -185,7 +186,7 @@ def check_storage_record(pid: Any, lengths: tuple[int, ...]) -> tuple:
     """``(storage_type, key, numel)`` of a ``('storage', type, key, location, numel, ...)`` id.
 
     ``lengths`` are the tuple lengths the format allows; anything else, or a storage type whose
-    dtype is not supported, raises :class:`~.safe_pickle.FormatProblem`.
+    dtype is not supported, raises :class:`~..safe_pickle.FormatProblem`.
     """
     if not isinstance(pid, tuple) or len(pid) not in lengths:
         raise _Bad(f"unsupported persistent record {pid!r}")

@@ -4,14 +4,14 @@ A :class:`Storage` is ``numel`` elements of one dtype whose bytes come from the 
 endian unless the zip ``byteorder`` record says big), or, in the legacy format, a byte range of
 another storage. A :class:`LazyTensor` is ``(storage, offset, size, stride, dtype)`` as the
 pickle names it; its bytes may arrive after the pickle (legacy format), so it is only
-materialised once the whole file is read. Both are :class:`~.safe_pickle.Inert`: the pickle
+materialised once the whole file is read. Both are :class:`~..safe_pickle.Inert`: the pickle
 cannot set their attributes after they were checked.
 
 :func:`view_args` checks a view's ``(offset, size, stride)`` and :func:`tensor_copy` makes the
 view (``as_strided``, the one place it is made for every torch-based reader: here and
-:mod:`.ada_pickle`) and returns a C-contiguous, native little-endian copy. It checks again, where
+:mod:`..ada_pickle`) and returns a C-contiguous, native little-endian copy. It checks again, where
 the view is made, that the data is a 1-D contiguous array and that the view stays inside it,
-and raises :class:`~.safe_pickle.FormatProblem` otherwise, as :meth:`Storage.typed` does for a
+and raises :class:`~..safe_pickle.FormatProblem` otherwise, as :meth:`Storage.typed` does for a
 byte count that is not a whole number of elements.
 
 The dtype tables map PyTorch's storage and dtype names to numpy; a name whose numpy dtype needs
@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from .safe_pickle import FormatProblem as _Bad
-from .safe_pickle import Inert
+from ..safe_pickle import FormatProblem as _Bad
+from ..safe_pickle import Inert
 
 try:  # bfloat16 / float8 come from ml_dtypes (a jax dependency); optional otherwise.
     import ml_dtypes as _ml
@@ -152,7 +152,7 @@ def _index(value: Any, what: str) -> int:
 def view_args(offset: Any, size: Any, stride: Any) -> tuple[int, tuple, tuple]:
     """``(offset, size, stride)`` of a torch view as ints and int tuples, all non-negative.
 
-    Raises :class:`~.safe_pickle.FormatProblem` for anything else (a negative stride, a bool,
+    Raises :class:`~..safe_pickle.FormatProblem` for anything else (a negative stride, a bool,
     a float, sizes and strides of different lengths).
     """
     offset = _index(offset, "storage offset")
@@ -171,7 +171,7 @@ def tensor_copy(data: np.ndarray, offset: Any, size: Any, stride: Any,
 
     ``data``: the storage (named ``key`` in errors), a 1-D C-contiguous array of the tensor's dtype.
     The view must stay inside it, and may not hold more elements than it (a stride-0 broadcast
-    that does could ask for any amount of memory); else :class:`~.safe_pickle.FormatProblem`.
+    that does could ask for any amount of memory); else :class:`~..safe_pickle.FormatProblem`.
     """
     offset, size, stride = view_args(offset, size, stride)
     name = f"storage {key!r}" if key else "its storage"
