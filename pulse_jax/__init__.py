@@ -8,9 +8,9 @@ image downscales back to it, by projected gradient descent on spheres from rando
     res = pulse_jax.upsample(gen, lr_images, pulse_jax.SearchConfig(restarts=4), seed=0)
     res.hr, res.lr, res.l2, res.success          # [N,R,R,3], [N,S,S,3], [N], [N]
 
-Modules: ``stylegan`` (the generator, pure functions of params), ``stylegan2`` (NVIDIA's
+Modules: ``stylegan`` (the generator, pure functions of params; its convolutions, direct and
+sub-pixel upsampling and prepared kernels, in ``stylegan.convs``), ``stylegan2`` (NVIDIA's
 StyleGAN2, the second generator family; ``families`` dispatches on a config's family),
-``convs`` (StyleGAN v1's convolutions: direct and sub-pixel upsampling, prepared kernels),
 ``generator`` (the ``Generator`` pytree), ``degrade`` (the reference's bicubic downscale and
 the other forward models: blur, gray, masks, noise; ``degrade.parse``), ``losses`` (L2, L1,
 GEOCROSS, loss strings), ``optim`` (sphere projection, torch-semantics optimizers, PULSE's

@@ -14,7 +14,7 @@ from typing import Optional
 
 import jax
 
-from pulse_jax import convs
+from pulse_jax.stylegan import convs
 from pulse_jax import losses as losses_lib
 from pulse_jax import optim
 

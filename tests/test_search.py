@@ -12,7 +12,7 @@ from pulse_jax import degrade, search
 from pulse_jax import search_steps
 from pulse_jax.search import SearchConfig, NoisePlan
 from pulse_jax.search_steps import Spec
-from pulse_jax.convs import UPCONVS
+from pulse_jax.stylegan.convs import UPCONVS
 from pulse_jax.stylegan import GeneratorConfig
 
 from helpers import fixture_generator, nhwc
