@@ -96,9 +96,10 @@ def optimizer(spec: Spec) -> optax.GradientTransformation:
 
 def prepare(spec: Spec, gen: Generator) -> dict:
     """What the steps read of the frozen generator, computed once per search: the synthesis
-    synthesis params (:func:`families.prepare_synthesis`) and the Gaussian fit."""
-    return {"synthesis": families.prepare_synthesis(spec.gen, gen.params["synthesis"],
-                                                    spec.cfg.upconv),
+    params (the family's ``prepare_synthesis``) and the Gaussian fit."""
+    family = families.module_for(spec.gen)
+    return {"synthesis": family.prepare_synthesis(spec.gen, gen.params["synthesis"],
+                                                  spec.cfg.upconv),
             "mean": gen.gaussian_fit["mean"], "std": gen.gaussian_fit["std"]}
 
 
@@ -127,8 +128,9 @@ def forward(spec: Spec, weights: dict, params: dict, frozen: tuple) -> tuple[jax
     wplus = gaussian_wplus(spec, weights, z)
     noises = noise_list(spec, params["noise"], frozen, z.shape[0])
     L = spec.gen.num_layers
-    raw = families.synthesize_prepared(spec.gen, weights["synthesis"], wplus[:, :L], noises,
-                                       remat=spec.cfg.remat, upconv=spec.cfg.upconv)
+    raw = families.module_for(spec.gen).synthesis_prepared(
+        spec.gen, weights["synthesis"], wplus[:, :L], noises, remat=spec.cfg.remat,
+        upconv=spec.cfg.upconv)
     return wplus, (raw + 1.0) / 2.0
 
 
