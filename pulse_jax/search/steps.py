@@ -1,28 +1,32 @@
-"""The compiled pieces of the PULSE search, for :func:`pulse_jax.search.upsample` and for
-benchmarks and tests that time or probe one piece.
+"""The pure pieces of the PULSE search, one batch of ``B = faces x restarts`` rows: random
+starts, the state, one projected step, the loss and its gradient, and the final choice of
+each face's restart. :mod:`pulse_jax.search.stages` compiles them for a device layout.
 
 A :class:`Spec` holds everything static about one search (generator config, resolved
-:class:`~pulse_jax.search_config.SearchConfig`, latent rows, downscale factor, noise plan).
-:func:`stages` compiles, for a spec, a device layout and a batch of ``B = faces x restarts``:
+:class:`~pulse_jax.search.config.SearchConfig`, latent rows, downscale factor, noise plan).
+The functions here, for a spec:
 
-* ``draw(keys [B]) -> (params, frozen_noise)``: random starts, one per key;
-* ``init(params, frozen) -> SearchState``;
+* ``draw(key) -> (params, frozen_noise)``: one restart's random start;
+* ``init_state(params, frozen) -> SearchState``;
 * ``prepare(generator) -> weights``: the frozen generator's weight arithmetic, done once;
-* ``run(weights, ref_lr [B, S, S, 3], state, n) -> state``: ``n`` projected steps;
-* ``finalize(weights, ref_lr, state) -> dict``: each face's chosen restart and images.
+* ``step(weights, ref, state) -> state``: one projected step;
+* ``finalize(weights, ref, state, n_faces) -> dict``: each face's chosen restart and images.
 
-Every function here is pure; shapes carry a leading ``B`` axis unless noted. A step
-(docs/reference.md, "One iteration")::
+``ref`` is what the search matches: a plain array ``[B, S, S, 3]``, the observation of the
+reference's bicubic downscale by ``spec.factor``, or a :class:`~pulse_jax.degrade.Observation`
+(the observation and, per row, the operator that made it).
+
+Shapes carry a leading ``B`` axis unless noted. A step (docs/reference.md, "One
+iteration")::
 
     z -> w+ = LeakyReLU_0.2(z * std + mean) -> gen = (synthesis(w+, noise) + 1) / 2
-      -> D(gen) -> loss = sum_k weight_k * term_k -> grad -> inner optimizer step
+      -> A(gen) -> loss = sum_k weight_k * term_k -> grad -> inner optimizer step
       -> project z rows and trainable noise to their radii
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import jax
@@ -30,22 +34,23 @@ import jax.numpy as jnp
 import optax
 
 from pulse_jax import degrade as degrade_lib
+from pulse_jax import families
 from pulse_jax import losses as losses_lib
 from pulse_jax import optim
-from pulse_jax import families, stylegan
 from pulse_jax.families import AnyConfig
 from pulse_jax.generator import Generator
-from pulse_jax.search_config import NoisePlan, SearchConfig
+from pulse_jax.search.config import NoisePlan, SearchConfig
+from pulse_jax.stylegan.layers import lrelu
 
 __all__ = [
-    "SearchState", "Spec", "Stages", "draw", "finalize", "gaussianize", "init_state",
-    "loss_and_grad", "prepare", "restart_keys", "stages", "step",
+    "SearchState", "Spec", "draw", "finalize", "forward", "gaussianize",
+    "init_state", "loss_and_grad", "observation_space", "prepare", "restart_keys", "step",
 ]
 
 
 def gaussianize(z: jax.Array, mean: jax.Array, std: jax.Array) -> jax.Array:
     """PULSE's latent map ``LeakyReLU_0.2(z * std + mean)``; z ``[..., D]``."""
-    return stylegan.lrelu(z * std + mean)
+    return lrelu(z * std + mean)
 
 
 class SearchState(NamedTuple):
@@ -139,12 +144,12 @@ def make_loss(spec: Spec):
                                 degrade_lib.make_degradation("bicubic", spec.factor))
 
 
-def loss_and_grad(spec: Spec, gen: Generator, params: dict, frozen: tuple, ref_lr: jax.Array):
+def loss_and_grad(spec: Spec, gen: Generator, params: dict, frozen: tuple, ref_lr: Any):
     """Per-sample total loss ``[B]``, terms, and the gradient of their sum w.r.t. params."""
     return prepared_loss_and_grad(spec, prepare(spec, gen), params, frozen, ref_lr)
 
 
-def prepared_loss_and_grad(spec: Spec, weights: dict, params: dict, frozen: tuple, ref_lr: jax.Array):
+def prepared_loss_and_grad(spec: Spec, weights: dict, params: dict, frozen: tuple, ref_lr: Any):
     loss = make_loss(spec)
 
     def total(p):
@@ -190,7 +195,7 @@ def select_where(mask: jax.Array, new, old):
     return jax.tree_util.tree_map(pick, new, old)
 
 
-def step(spec: Spec, weights: dict, ref_lr: jax.Array, state: SearchState) -> SearchState:
+def step(spec: Spec, weights: dict, ref_lr: Any, state: SearchState) -> SearchState:
     opt = optimizer(spec)
     tot, terms, grads = prepared_loss_and_grad(spec, weights, state.params, state.frozen_noise, ref_lr)
     better = tot < state.best_total  # strict, NaN never wins, as in the reference
@@ -206,42 +211,6 @@ def step(spec: Spec, weights: dict, ref_lr: jax.Array, state: SearchState) -> Se
         step=state.step + 1)
 
 
-def run_steps(spec: Spec, weights: dict, ref_lr: jax.Array, state: SearchState,
-               n: jax.Array) -> SearchState:
-    """``n`` steps in one compiled call (the "device" loop)."""
-    with jax.default_matmul_precision(spec.cfg.precision):
-        return jax.lax.fori_loop(0, n, lambda _, s: step(spec, weights, ref_lr, s), state)
-
-
-def one_step(spec: Spec, weights: dict, ref_lr: jax.Array, state: SearchState) -> SearchState:
-    """One step as its own program (the "host" loop calls it ``n`` times)."""
-    with jax.default_matmul_precision(spec.cfg.precision):
-        return step(spec, weights, ref_lr, state)
-
-
-def host_loop(step: Callable) -> Callable:
-    """``run(weights, ref, state, n)`` as a Python loop over the compiled ``step``."""
-    def run(weights, ref_lr, state, n):
-        for _ in range(int(n)):
-            state = step(weights, ref_lr, state)
-        return state
-    return run
-
-
-class Stages(NamedTuple):
-    """The compiled programs of one search. ``prepare(gen)`` gives the weights that
-    ``run(weights, ref, state, n)`` (``n`` steps with the configured loop) and
-    ``finalize(weights, ref, state)`` read; ``step`` is the compiled program ``run`` calls
-    (one step for the host loop, ``n`` steps for the device loop), for benchmarks."""
-
-    draw: Callable
-    init: Callable
-    prepare: Callable
-    run: Callable
-    finalize: Callable
-    step: Any
-
-
 def observation_space(spec: Spec, ref_lr: Any) -> tuple[Callable, Callable, Any]:
     """``(A, l2, eps)`` for a reference: the operator to the observation space, the
     per-row l2 ``[B]`` of an observed image against the reference, and the success
@@ -255,7 +224,7 @@ def observation_space(spec: Spec, ref_lr: Any) -> tuple[Callable, Callable, Any]
             lambda lr: jnp.mean(jnp.square(lr - ref_lr), axis=(1, 2, 3)), spec.cfg.eps)
 
 
-def finalize(spec: Spec, weights: dict, ref_lr: jax.Array, state: SearchState,
+def finalize(spec: Spec, weights: dict, ref_lr: Any, state: SearchState,
               n_faces: int) -> dict:
     """Render every restart's best iterate, score it, and pick each face's restart."""
     restarts = spec.cfg.restarts
@@ -300,70 +269,6 @@ def finalize(spec: Spec, weights: dict, ref_lr: jax.Array, state: SearchState,
     if spec.cfg.keep_restart_images:
         out["restart_hr"] = per_face(hr)
     return out
-
-
-def batched_specs(tree: Any, batch: int, axis: str) -> Any:
-    """PartitionSpecs: leaves with a leading ``batch`` axis are split, scalars replicated."""
-    P = jax.sharding.PartitionSpec
-    return jax.tree_util.tree_map(
-        lambda x: P(axis) if (x.ndim >= 1 and x.shape[0] == batch) else P(), tree)
-
-
-@functools.lru_cache(maxsize=32)
-def stages(spec: Spec, mesh: Optional[jax.sharding.Mesh], batch: int,
-           spread_restarts: bool = False) -> Stages:
-    """The jitted stages for one spec and device layout.
-
-    With a mesh, draw, init and run go under ``shard_map`` over its "faces" axis: every
-    device runs the very program a single device runs on its own slice of the ``batch``
-    rows, so results do not depend on the number of devices, only on the per-device batch
-    shape. Each device holds whole faces (all their restarts), and so does ``finalize``;
-    with ``spread_restarts`` a device may hold part of a face's restarts (the rows only
-    need to divide evenly), and ``finalize``, which compares a face's restarts, runs on the
-    whole batch, the compiler moving what it needs between devices.
-    """
-    draw_b = lambda keys: jax.vmap(functools.partial(draw, spec))(keys)
-    init = functools.partial(init_state, spec)
-    host = spec.cfg.loop == "host"
-    run = functools.partial(one_step if host else run_steps, spec)
-    n_faces = batch // spec.cfg.restarts
-
-    # Placed once where the steps read them: every device holds the weights.
-    P = jax.sharding.PartitionSpec
-    replicated = None if mesh is None else jax.sharding.NamedSharding(mesh, P())
-    prep = jax.jit(functools.partial(prepare, spec), out_shardings=replicated)
-
-    def assemble(draw_b, init, run, fin):
-        return Stages(draw_b, init, prep, host_loop(run) if host else run, fin, run)
-
-    if mesh is None:
-        fin = lambda weights, ref, state: finalize(spec, weights, ref, state, n_faces)
-        return assemble(jax.jit(draw_b), jax.jit(init), jax.jit(run, donate_argnums=2),
-                        jax.jit(fin))
-    ndev = mesh.devices.size
-    local = batch // ndev
-    key_shape = jax.eval_shape(lambda: restart_keys(0, [0], 1))
-    params_shape = jax.eval_shape(draw_b, jax.ShapeDtypeStruct((local,) + key_shape.shape[1:],
-                                                              key_shape.dtype))
-    state_shape = jax.eval_shape(init, *params_shape)
-    sspec = batched_specs(state_shape, local, "faces")
-
-    def smap(f, in_specs, out_specs):
-        return jax.shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
-
-    run_specs = (P(), P("faces"), sspec) if host else (P(), P("faces"), sspec, P())
-    if spread_restarts:  # a face's restarts may span devices: finalize the whole batch
-        fin = jax.jit(lambda weights, ref, state: finalize(spec, weights, ref, state, n_faces))
-    else:
-        fin = jax.jit(smap(lambda weights, ref, state: finalize(spec, weights, ref, state,
-                                                                 n_faces // ndev),
-                           (P(), P("faces"), sspec), P("faces")))
-    return assemble(
-        jax.jit(smap(draw_b, P("faces"), P("faces"))),
-        jax.jit(smap(init, (P("faces"), P("faces")), sspec)),
-        jax.jit(smap(run, run_specs, sspec), donate_argnums=2),
-        fin,
-    )
 
 
 def restart_keys(seed: int, face_ids: Sequence[int], restarts: int) -> jax.Array:

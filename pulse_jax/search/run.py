@@ -1,33 +1,7 @@
-"""The PULSE search: find latents whose generated image downscales to each input face.
-
-For every face, ``restarts`` independent random starts run in parallel (one batch of
-``faces x restarts`` through the generator); the step is in :mod:`pulse_jax.search_steps`.
-Every restart keeps its best iterate (lowest total loss, as the reference's ``best_im``);
-each face's result is its best restart (see :class:`SearchConfig` ``select``). Unlike the
-reference (docs/reference.md, "Pitfalls") the returned image is the best iterate's, success
-is decided per face, and a result is always returned with its l2 and success flag;
-``return_image="last"`` reproduces the reference's last-iterate image.
-
-How steps run (``SearchConfig.loop``, ``upconv``; docs/performance.md): the generator's
-weight arithmetic is done once per call; on CPU a Python loop calls one compiled step that
-donates its state, and the upsampling convolutions run in their sub-pixel form; GPU/TPU
-use a ``fori_loop`` per progress chunk. Same function either way, up to float rounding.
-
-Faces are searched in chunks of ``batch_size`` (per device), the last one padded:
-:func:`upsample_chunks` yields each chunk's :class:`Result` as soon as it is done (the
-batch runner writes faces from it), :func:`upsample` returns them all at once.
-
-What is matched: by default the reference's bicubic downscale of the generated face
-against the LR input; ``degradation=`` takes any forward model of :mod:`pulse_jax.degrade`
-(blur, other downscales, gray, masks, a noise model; one per face if need be), and then the
-input is its observation and ``l2``/``success`` are measured there (docs/degradations.md).
-
-Randomness: restart ``r`` of the face with index ``i`` in the request (or ``face_ids[i]``)
-draws from ``fold_in(fold_in(PRNGKey(seed), face_id), r)``, so duplicates differ and a
-face's start does not depend on the other faces. Bitwise equality of whole runs also
-needs the same batch shape (the search is chaotic and a different batch size changes
-float32 reduction order); ``batch_size`` pads every chunk of faces to a fixed shape.
-"""
+"""The search's entry points: :func:`upsample` (every face, one :class:`Result`) and
+:func:`upsample_chunks` (one chunk of ``batch_size`` faces at a time, the last one padded),
+over the compiled stages of :mod:`pulse_jax.search.stages`. The input is checked
+(:mod:`pulse_jax.search.checks`) and the degradation resolved here, once."""
 
 from __future__ import annotations
 
@@ -40,19 +14,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pulse_jax import degrade, search_steps
+from pulse_jax import degrade
 from pulse_jax.generator import Generator
-from pulse_jax.search_config import (LOOPS, NOISE_TYPES, RETURN_IMAGES, SELECT_RULES, UPCONVS,
-                                     NoisePlan, SearchConfig, parse_bad_noise_layers)
-from pulse_jax.search_steps import gaussianize, loss_and_grad, restart_keys
+from pulse_jax.search import checks, stages as stages_lib
+from pulse_jax.search.config import SearchConfig
+from pulse_jax.search.steps import Spec, restart_keys
 
-__all__ = [
-    "LOOPS", "NOISE_TYPES", "NoisePlan", "OVERSHOOT", "Progress", "RETURN_IMAGES", "Result",
-    "SELECT_RULES", "SearchConfig", "UPCONVS", "check_generator", "check_lr_images",
-    "check_observations", "faces_per_call", "gaussianize", "loss_and_grad",
-    "parse_bad_noise_layers", "resolve_degradation", "restart_keys", "upsample",
-    "upsample_chunks",
-]
+__all__ = ["Progress", "Result", "upsample", "upsample_chunks"]
 
 
 @flax.struct.dataclass
@@ -96,7 +64,6 @@ class Result:
     face_ids: Any = None
 
 
-
 class Progress(NamedTuple):
     """What the progress callback receives after every chunk of steps."""
 
@@ -106,109 +73,6 @@ class Progress(NamedTuple):
     best_l2: np.ndarray       # [faces_in_chunk, restarts] best (clamped) L2 so far
     best_total: np.ndarray    # [faces_in_chunk, restarts]
     render: Callable[[], np.ndarray]  # -> [faces_in_chunk, R, R, 3] best-so-far image
-
-
-def check_generator(generator: Generator) -> None:
-    """ValueError unless ``generator`` can be searched (it needs a Gaussian fit)."""
-    if generator.gaussian_fit is None:
-        raise ValueError("the generator has no Gaussian fit; convert it again with "
-                         "gaussian_fit.pt or with mapping weights (pulse-jax convert), or "
-                         "compute one with pulse_jax.weights.compute_gaussian_fit")
-
-
-# A bicubic downscale of an image in [0, 1] stays within [-0.21, 1.21] (the filter's negative
-# lobes); values that far outside [0, 1] are an overshoot to clip, beyond it a wrong range.
-OVERSHOOT = 0.25
-
-
-def check_lr_images(generator: Generator, lr_images: np.ndarray) -> int:
-    """The downscale factor for ``lr_images`` ``[N, S, S, C]`` in [0, 1] (or within
-    :data:`OVERSHOOT` of it, as a bicubic downscale may give); ValueError naming the problem
-    if they cannot be searched with ``generator``."""
-    from pulse_jax.images import check_size
-    channels = generator.config.num_channels
-    if lr_images.ndim != 4 or lr_images.shape[-1] != channels:
-        raise ValueError(f"lr_images must be [N, S, S, {channels}], got shape {lr_images.shape}")
-    n, h, w, _ = lr_images.shape
-    if n == 0:
-        raise ValueError("lr_images holds no faces")
-    if h != w:
-        raise ValueError(f"lr_images must be square, got {h}x{w}")
-    factor = check_size(h, generator.config.resolution)
-    _check_values(lr_images)
-    return factor
-
-
-def _check_values(lr_images: np.ndarray) -> None:
-    if not np.all(np.isfinite(lr_images)):
-        raise ValueError("lr_images contains NaN or infinite values")
-    lo, hi = float(lr_images.min()), float(lr_images.max())
-    if lo < -OVERSHOOT or hi > 1 + OVERSHOOT:
-        hint = ("divide uint8 images by 255" if lo >= -OVERSHOOT else
-                "map [-1, 1] images to [0, 1] with (x + 1) / 2" if hi <= 1 + OVERSHOOT else
-                "scale them to [0, 1]")
-        raise ValueError(f"lr_images must be in [0, 1] (found values in [{lo:.3g}, {hi:.3g}]); "
-                         f"{hint}")
-
-
-def resolve_degradation(degradation: Any, n: int) -> tuple[Optional[degrade.Operator], bool]:
-    """``(operator, per_face)`` for :func:`upsample`'s ``degradation``: None (the reference's
-    bicubic downscale, factor from the input size) gives ``(None, False)``; an operator or a
-    string (:func:`pulse_jax.degrade.parse`) one operator for every face; a sequence of
-    ``n`` of them per-face operators, stacked (:func:`pulse_jax.degrade.stack`).
-    ValueError for a bad string, a wrong count, or a mask() without its mask."""
-    if degradation is None:
-        return None, False
-    one = lambda d: degrade.parse(d) if isinstance(d, str) else d
-    if isinstance(degradation, (str, degrade.Operator)):
-        op, per_face = one(degradation), False
-    elif isinstance(degradation, (list, tuple)):
-        if len(degradation) != n:
-            raise ValueError(f"{len(degradation)} per-face degradations for {n} faces")
-        op, per_face = degrade.stack([one(d) for d in degradation]), True
-    else:
-        raise ValueError(f"degradation must be an operator, a string or a sequence of them, "
-                         f"got {type(degradation).__name__}")
-    if not isinstance(op, degrade.Operator):
-        raise ValueError(f"not a degradation operator: {op!r}")
-    if degrade.has_placeholder(op):
-        raise ValueError("the degradation has mask() without a mask: build it with "
-                         "degrade.mask(array) or mask(file=...)")
-    return op, per_face
-
-
-def check_observations(generator: Generator, observed: np.ndarray,
-                       op: degrade.Operator) -> None:
-    """ValueError naming the problem unless ``observed`` ``[N, h, w, c]`` (values in [0, 1],
-    or within :data:`OVERSHOOT` of it) is what ``op`` makes of the generator's images."""
-    r, c = generator.config.resolution, generator.config.num_channels
-    if observed.ndim != 4:
-        raise ValueError(f"observed images must be [N, h, w, c], got shape {observed.shape}")
-    if observed.shape[0] == 0:
-        raise ValueError("lr_images holds no faces")
-    want = op.out_shape((observed.shape[0], r, r, c))
-    if tuple(observed.shape) != tuple(want):
-        raise ValueError(f"degradation {op.describe()!r} turns the {r}x{r} generator's images "
-                         f"into observations of shape [N, {want[1]}, {want[2]}, {want[3]}], "
-                         f"got shape {observed.shape}")
-    _check_values(observed)
-
-
-def faces_per_call(n: int, batch_size: Optional[int] = None,
-                   mesh: Optional[jax.sharding.Mesh] = None,
-                   spread_restarts: bool = False) -> int:
-    """How many faces each compiled call of :func:`upsample_chunks` takes for ``n`` faces:
-    ``batch_size`` per device (all ``n`` over the devices when None), or with
-    ``spread_restarts`` ``batch_size`` per call. ValueError for a bad ``batch_size`` or
-    ``mesh``."""
-    ndev = 1 if mesh is None else mesh.devices.size
-    if mesh is not None and mesh.axis_names != ("faces",):
-        raise ValueError(f"mesh must have the single axis 'faces', got {mesh.axis_names}")
-    spread = bool(spread_restarts) and ndev > 1
-    per_call = (n if spread else -(-n // ndev)) if batch_size is None else int(batch_size)
-    if per_call < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-    return per_call if spread else per_call * ndev
 
 
 def upsample(generator: Generator, lr_images: Any, config: SearchConfig = SearchConfig(),
@@ -278,15 +142,16 @@ def upsample_chunks(generator: Generator, lr_images: Any, config: SearchConfig =
     """:func:`upsample`, one chunk of faces at a time: yields ``((start, stop), result)``
     for faces ``start:stop`` as soon as their search is done (same arguments; the
     generator's weights are prepared once for every chunk)."""
-    check_generator(generator)
+    checks.check_generator(generator)
     lr_images = np.asarray(lr_images, np.float32)
-    op, per_face = resolve_degradation(degradation, len(lr_images) if lr_images.ndim else 0)
+    op, per_face = checks.resolve_degradation(degradation,
+                                              len(lr_images) if lr_images.ndim else 0)
     if op is not None:
-        check_observations(generator, lr_images, op)
+        checks.check_observations(generator, lr_images, op)
     if op is None or (not per_face and isinstance(op, degrade.Downscale)
                       and op.kernel == "bicubic" and op.factor >= 2):
         # The reference's operator: its own code path (a plain array reference), same bits.
-        factor, op = check_lr_images(generator, lr_images), None
+        factor, op = checks.check_lr_images(generator, lr_images), None
     else:
         factor = max(1, generator.config.resolution // lr_images.shape[1])  # unused by A
         op = op if per_face else degrade.per_row(op, lr_images.shape[0])
@@ -297,32 +162,33 @@ def upsample_chunks(generator: Generator, lr_images: Any, config: SearchConfig =
                       stacklevel=3)
         lr_images = np.clip(lr_images, 0.0, 1.0)
     n = lr_images.shape[0]
-    face_ids = list(range(n)) if face_ids is None else [int(f) for f in face_ids]
-    if len(face_ids) != n:
-        raise ValueError(f"face_ids has {len(face_ids)} entries for {n} faces")
-    bs = faces_per_call(n, batch_size, mesh, spread_restarts)
+    face_ids = checks.check_face_ids(face_ids, n)
+    bs = checks.faces_per_call(n, batch_size, mesh, spread_restarts)
     ndev = 1 if mesh is None else mesh.devices.size
     spread = bool(spread_restarts) and ndev > 1
-    if spread and (bs * config.restarts) % ndev:
-        raise ValueError(f"spread_restarts: {bs} faces x {config.restarts} restarts do not "
-                         f"divide over {ndev} devices; change restarts or batch_size")
+    if spread:
+        checks.check_spread(bs, config.restarts, ndev)
     platform = None if mesh is None else mesh.devices.flat[0].platform
-    spec = search_steps.Spec.make(generator.config, config, factor, platform)
-    stages = search_steps.stages(spec, mesh, bs * spec.cfg.restarts, spread)
+    spec = Spec.make(generator.config, config, factor, platform)
+    stages = stages_lib.build(spec, mesh, bs * spec.cfg.restarts, spread)
     weights = stages.prepare(generator)
     for start in range(0, n, bs):
         stop = min(start + bs, n)
         idx = list(range(start, stop)) + [stop - 1] * (bs - (stop - start))  # pad with copies
         ids = [face_ids[i] for i in idx]
-        out = _search_chunk(spec, stages, weights, lr_images[idx], ids, seed, (start, stop),
-                            progress, mesh, None if op is None else degrade.take_rows(op, idx))
+        out = _search_chunk(spec, stages, weights, lr_images[idx],
+                            None if op is None else degrade.take_rows(op, idx), ids, seed,
+                            (start, stop), progress, mesh)
         out = jax.tree_util.tree_map(lambda x: np.asarray(x)[: stop - start], out)
         yield (start, stop), Result(**out, seed=seed, face_ids=np.asarray(ids[: stop - start]))
 
 
-def _search_chunk(spec: search_steps.Spec, stages: search_steps.Stages, weights: dict,
-                  lr: np.ndarray, ids: list[int], seed: int, faces: tuple[int, int], progress,
-                  mesh, op: Optional[degrade.Operator] = None) -> dict:
+def _search_chunk(spec: Spec, stages: stages_lib.Stages, weights: dict, lr: np.ndarray,
+                  op: Optional[degrade.Operator], ids: list[int], seed: int,
+                  faces: tuple[int, int], progress, mesh) -> dict:
+    """One chunk's search: faces ``lr`` ``[nf, h, w, c]`` observed through ``op`` (one row
+    per face; None: the reference's bicubic downscale), ``ids`` their face ids; returns :func:`~pulse_jax.search.steps.finalize`'s
+    dict for the ``nf`` faces (pads included)."""
     restarts, steps = spec.cfg.restarts, spec.cfg.steps
     nf, real = len(ids), faces[1] - faces[0]
     draw, init, run, finalize = stages.draw, stages.init, stages.run, stages.finalize
