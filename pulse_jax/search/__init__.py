@@ -18,8 +18,8 @@ Faces are searched in chunks of ``batch_size`` (per device), the last one padded
 batch runner writes faces from it), :func:`upsample` returns them all at once.
 
 What is matched: by default the reference's bicubic downscale of the generated face
-against the LR input (``"downscale(factor=f,kernel=bicubic)"`` is the default, bit for
-bit); ``degradation=`` takes any forward
+against the LR input (``degradation=None`` is the operator
+``"downscale(factor=f,kernel=bicubic)"``, bit for bit); ``degradation=`` takes any forward
 model of :mod:`pulse_jax.degrade` (blur, other downscales, gray, masks, a noise model; one
 per face if need be), and then the input is its observation and ``l2``/``success`` are
 measured there (docs/degradations.md).

@@ -15,7 +15,8 @@ from pulse_jax.generator import Generator
 from pulse_jax.inputs import check_size
 
 __all__ = ["OVERSHOOT", "check_face_ids", "check_generator", "check_lr_images",
-           "check_observations", "check_spread", "faces_per_call", "resolve_degradation"]
+           "check_observations", "check_spread", "faces_per_call", "resolve_degradation",
+           "search_operator"]
 
 # A bicubic downscale of an image in [0, 1] stays within [-0.21, 1.21] (the filter's negative
 # lobes); values that far outside [0, 1] are an overshoot to clip, beyond it a wrong range.
@@ -101,6 +102,21 @@ def check_observations(generator: Generator, observed: np.ndarray,
                          f"into observations of shape [N, {want[1]}, {want[2]}, {want[3]}], "
                          f"got shape {observed.shape}")
     _check_values(observed)
+
+
+def search_operator(generator: Generator, lr_images: np.ndarray,
+                    degradation: Any) -> tuple[degrade.Operator, bool, int]:
+    """``(operator, per_face, factor)`` that the search runs for ``degradation``, the
+    input checked against it: None is the default operator, the reference's bicubic
+    downscale with the factor of the input's size (:func:`check_lr_images`); anything else
+    :func:`resolve_degradation`'s operator (:func:`check_observations`), ``factor`` then
+    ``resolution // S`` (at least 1; only the default operator reads it)."""
+    op, per_face = resolve_degradation(degradation, len(lr_images) if lr_images.ndim else 0)
+    if op is None:
+        factor = check_lr_images(generator, lr_images)
+        return degrade.downscale(factor, "bicubic"), False, factor
+    check_observations(generator, lr_images, op)
+    return op, per_face, max(1, generator.config.resolution // lr_images.shape[1])
 
 
 def check_face_ids(face_ids: Optional[Sequence[int]], n: int) -> list[int]:

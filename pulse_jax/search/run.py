@@ -1,7 +1,9 @@
 """The search's entry points: :func:`upsample` (every face, one :class:`Result`) and
 :func:`upsample_chunks` (one chunk of ``batch_size`` faces at a time, the last one padded),
 over the compiled stages of :mod:`pulse_jax.search.stages`. The input is checked
-(:mod:`pulse_jax.search.checks`) and the degradation resolved here, once."""
+(:mod:`pulse_jax.search.checks`) and the degradation resolved to one operator here, once:
+no degradation is the reference's bicubic downscale, and every chunk's reference is an
+:class:`~pulse_jax.degrade.Observation` carrying its operator."""
 
 from __future__ import annotations
 
@@ -144,17 +146,7 @@ def upsample_chunks(generator: Generator, lr_images: Any, config: SearchConfig =
     generator's weights are prepared once for every chunk)."""
     checks.check_generator(generator)
     lr_images = np.asarray(lr_images, np.float32)
-    op, per_face = checks.resolve_degradation(degradation,
-                                              len(lr_images) if lr_images.ndim else 0)
-    if op is not None:
-        checks.check_observations(generator, lr_images, op)
-    if op is None or (not per_face and isinstance(op, degrade.Downscale)
-                      and op.kernel == "bicubic" and op.factor >= 2):
-        # The reference's operator: its own code path (a plain array reference), same bits.
-        factor, op = checks.check_lr_images(generator, lr_images), None
-    else:
-        factor = max(1, generator.config.resolution // lr_images.shape[1])  # unused by A
-        op = op if per_face else degrade.per_row(op, lr_images.shape[0])
+    op, per_face, factor = checks.search_operator(generator, lr_images, degradation)
     lo, hi = float(lr_images.min()), float(lr_images.max())
     if lo < 0 or hi > 1:
         warnings.warn(f"lr_images had values in [{lo:.3g}, {hi:.3g}]; clipped to [0, 1] (a "
@@ -162,6 +154,7 @@ def upsample_chunks(generator: Generator, lr_images: Any, config: SearchConfig =
                       stacklevel=3)
         lr_images = np.clip(lr_images, 0.0, 1.0)
     n = lr_images.shape[0]
+    op = op if per_face else degrade.per_row(op, n)   # one operator row per face
     face_ids = checks.check_face_ids(face_ids, n)
     bs = checks.faces_per_call(n, batch_size, mesh, spread_restarts)
     ndev = 1 if mesh is None else mesh.devices.size
@@ -176,25 +169,24 @@ def upsample_chunks(generator: Generator, lr_images: Any, config: SearchConfig =
         stop = min(start + bs, n)
         idx = list(range(start, stop)) + [stop - 1] * (bs - (stop - start))  # pad with copies
         ids = [face_ids[i] for i in idx]
-        out = _search_chunk(spec, stages, weights, lr_images[idx],
-                            None if op is None else degrade.take_rows(op, idx), ids, seed,
-                            (start, stop), progress, mesh)
+        out = _search_chunk(spec, stages, weights, lr_images[idx], degrade.take_rows(op, idx),
+                            ids, seed, (start, stop), progress, mesh)
         out = jax.tree_util.tree_map(lambda x: np.asarray(x)[: stop - start], out)
         yield (start, stop), Result(**out, seed=seed, face_ids=np.asarray(ids[: stop - start]))
 
 
 def _search_chunk(spec: Spec, stages: stages_lib.Stages, weights: dict, lr: np.ndarray,
-                  op: Optional[degrade.Operator], ids: list[int], seed: int,
-                  faces: tuple[int, int], progress, mesh) -> dict:
+                  op: degrade.Operator, ids: list[int], seed: int, faces: tuple[int, int],
+                  progress, mesh) -> dict:
     """One chunk's search: faces ``lr`` ``[nf, h, w, c]`` observed through ``op`` (one row
-    per face; None: the reference's bicubic downscale), ``ids`` their face ids; returns :func:`~pulse_jax.search.steps.finalize`'s
+    per face), ``ids`` their face ids; returns :func:`~pulse_jax.search.steps.finalize`'s
     dict for the ``nf`` faces (pads included)."""
     restarts, steps = spec.cfg.restarts, spec.cfg.steps
     nf, real = len(ids), faces[1] - faces[0]
     draw, init, run, finalize = stages.draw, stages.init, stages.run, stages.finalize
-    ref = np.repeat(lr, restarts, axis=0)
-    if op is not None:  # each row carries its face's operator (leaves [B, ...])
-        ref = degrade.Observation(ref, degrade.take_rows(op, np.repeat(np.arange(nf), restarts)))
+    # Each row carries its face's operator (leaves [B, ...]; the default operator has none).
+    rows = np.repeat(np.arange(nf), restarts)
+    ref = degrade.Observation(np.repeat(lr, restarts, axis=0), degrade.take_rows(op, rows))
     # Placed once, as the steps take it, so the host loop does not move it at every step.
     ref = jax.device_put(ref, None if mesh is None else jax.sharding.NamedSharding(
         mesh, jax.sharding.PartitionSpec("faces")))

@@ -9,8 +9,8 @@ device layout and a batch of ``B = faces x restarts`` rows (:func:`build`):
   state, or "device", a ``fori_loop`` of ``n`` steps in one compiled call);
 * ``finalize(weights, ref, state) -> dict``: each face's chosen restart and images.
 
-``ref`` is a plain array (the reference's bicubic downscale) or a
-:class:`~pulse_jax.degrade.Observation`. With a mesh, the programs run under
+``ref`` is a :class:`~pulse_jax.degrade.Observation` or a plain array
+(:func:`pulse_jax.search.steps.as_observation`). With a mesh, the programs run under
 ``shard_map`` over its "faces" axis (:func:`build`).
 """
 

@@ -12,9 +12,10 @@ The functions here, for a spec:
 * ``step(weights, ref, state) -> state``: one projected step;
 * ``finalize(weights, ref, state, n_faces) -> dict``: each face's chosen restart and images.
 
-``ref`` is what the search matches: a plain array ``[B, S, S, 3]``, the observation of the
-reference's bicubic downscale by ``spec.factor``, or a :class:`~pulse_jax.degrade.Observation`
-(the observation and, per row, the operator that made it).
+``ref`` is what the search matches: a :class:`~pulse_jax.degrade.Observation` (the
+observation and, per row, the operator that made it). A plain array ``[B, S, S, 3]`` is the
+default operator's observation, the reference's bicubic downscale by ``spec.factor``
+(:func:`as_observation`), so the loss and the final scores read one representation.
 
 Shapes carry a leading ``B`` axis unless noted. A step (docs/reference.md, "One
 iteration")::
@@ -43,7 +44,7 @@ from pulse_jax.search.config import NoisePlan, SearchConfig
 from pulse_jax.stylegan.layers import lrelu
 
 __all__ = [
-    "SearchState", "Spec", "draw", "finalize", "forward", "gaussianize",
+    "SearchState", "Spec", "as_observation", "draw", "finalize", "forward", "gaussianize",
     "init_state", "loss_and_grad", "observation_space", "prepare", "restart_keys", "step",
 ]
 
@@ -139,22 +140,27 @@ def forward(spec: Spec, weights: dict, params: dict, frozen: tuple) -> tuple[jax
     return wplus, (raw + 1.0) / 2.0
 
 
-def make_loss(spec: Spec):
-    return losses_lib.make_loss(spec.cfg.loss_str, spec.cfg.eps,
-                                degrade_lib.make_degradation("bicubic", spec.factor))
+def as_observation(spec: Spec, ref_lr: Any) -> degrade_lib.Observation:
+    """``ref_lr`` as the steps read it: an :class:`~pulse_jax.degrade.Observation` as it is;
+    a plain array ``[B, S, S, 3]`` as the observation of the default operator, the
+    reference's bicubic downscale by ``spec.factor`` (``tests/test_search_default.py`` pins
+    that its results keep the bits they had when the default had a code path of its own)."""
+    return degrade_lib.as_observation(ref_lr, degrade_lib.downscale(spec.factor, "bicubic"))
 
 
 def loss_and_grad(spec: Spec, gen: Generator, params: dict, frozen: tuple, ref_lr: Any):
-    """Per-sample total loss ``[B]``, terms, and the gradient of their sum w.r.t. params."""
+    """Per-sample total loss ``[B]``, terms, and the gradient of their sum w.r.t. params;
+    ``ref_lr`` an Observation or a plain array (:func:`as_observation`)."""
     return prepared_loss_and_grad(spec, prepare(spec, gen), params, frozen, ref_lr)
 
 
 def prepared_loss_and_grad(spec: Spec, weights: dict, params: dict, frozen: tuple, ref_lr: Any):
-    loss = make_loss(spec)
+    loss = losses_lib.make_loss(spec.cfg.loss_str, spec.cfg.eps)
+    ref = as_observation(spec, ref_lr)
 
     def total(p):
         wplus, img = forward(spec, weights, p, frozen)
-        tot, terms, _ = loss(img, ref_lr, wplus)
+        tot, terms, _ = loss(img, ref, wplus)
         return jnp.sum(tot), (tot, terms)
 
     (_, (tot, terms)), grads = jax.value_and_grad(total, has_aux=True)(params)
@@ -211,17 +217,14 @@ def step(spec: Spec, weights: dict, ref_lr: Any, state: SearchState) -> SearchSt
         step=state.step + 1)
 
 
-def observation_space(spec: Spec, ref_lr: Any) -> tuple[Callable, Callable, Any]:
-    """``(A, l2, eps)`` for a reference: the operator to the observation space, the
-    per-row l2 ``[B]`` of an observed image against the reference, and the success
-    threshold (a scalar, or ``[B]`` with a noise model: eps + sigma^2). A plain array is
-    the reference's bicubic downscale by ``spec.factor``; a
-    :class:`~pulse_jax.degrade.Observation` carries its operator (docs/degradations.md)."""
-    if isinstance(ref_lr, degrade_lib.Observation):
-        eps = spec.cfg.eps + ref_lr.noise_variance()
-        return ref_lr.apply, ref_lr.mse, jnp.broadcast_to(eps, ref_lr.y.shape[:1])
-    return (degrade_lib.make_degradation("bicubic", spec.factor),
-            lambda lr: jnp.mean(jnp.square(lr - ref_lr), axis=(1, 2, 3)), spec.cfg.eps)
+def observation_space(spec: Spec, ref_lr: Any) -> tuple[Callable, Callable, jax.Array]:
+    """``(A, l2, eps)`` for a reference (:func:`as_observation`): the operator to the
+    observation space, the per-row l2 ``[B]`` of an observed image against the reference,
+    and the success threshold ``[B]`` (eps, plus sigma^2 with a noise model;
+    docs/degradations.md)."""
+    obs = as_observation(spec, ref_lr)
+    eps = spec.cfg.eps + obs.noise_variance()
+    return obs.apply, obs.mse, jnp.broadcast_to(eps, obs.y.shape[:1])
 
 
 def finalize(spec: Spec, weights: dict, ref_lr: Any, state: SearchState,
@@ -251,7 +254,7 @@ def finalize(spec: Spec, weights: dict, ref_lr: Any, state: SearchState,
     elif spec.cfg.select == "total":
         key = total_key
     else:  # successful restarts first (if a face has any), then by total loss
-        ok = l2_fr <= (eps if jnp.ndim(eps) == 0 else per_face(eps))
+        ok = l2_fr <= per_face(eps)
         key = jnp.where(ok | ~jnp.any(ok, axis=1, keepdims=True), total_key, jnp.inf)
     choice = jnp.argmin(key, axis=1)
     take = lambda x: jnp.take_along_axis(
@@ -259,7 +262,7 @@ def finalize(spec: Spec, weights: dict, ref_lr: Any, state: SearchState,
     noises = noise_list(spec, state.best_params["noise"], state.frozen_noise, l2.shape[0])
     out = {
         "hr": take(hr), "lr": take(lr), "l2": take(l2),
-        "success": take(l2) <= (eps if jnp.ndim(eps) == 0 else take(eps)),
+        "success": take(l2) <= take(eps),
         "restart": choice,
         "restart_l2": l2_fr, "restart_total": total_fr,
         "restart_best_step": per_face(state.best_step),
