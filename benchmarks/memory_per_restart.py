@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import pulse_jax
-from pulse_jax import search_steps
+from pulse_jax.search import stages as search_stages, steps as search_steps
 from pulse_jax.search import SearchConfig, restart_keys
 
 FLAGS = flags.FLAGS
@@ -33,7 +33,7 @@ flags.DEFINE_list("budgets_gib", ["15", "22", "40", "80", "16"],
 
 def step_bytes(gen, cfg, batch: int) -> tuple[int, float]:
     spec = search_steps.Spec.make(gen.config, cfg, FLAGS.resolution // FLAGS.lr_size)
-    stages = search_steps.stages(spec, None, batch)
+    stages = search_stages.build(spec, None, batch)
     weights = jax.eval_shape(stages.prepare, gen)
     keys = restart_keys(0, list(range(batch)), 1)
     state = jax.eval_shape(lambda k: stages.init(*stages.draw(k)), keys)

@@ -20,9 +20,9 @@ import numpy as np
 
 import pulse_jax
 from pulse_jax import search
-from pulse_jax import search_steps
+from pulse_jax.search import stages as search_stages
 from pulse_jax.search import SearchConfig
-from pulse_jax.search_steps import Spec
+from pulse_jax.search.steps import Spec
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("resolution", 1024, "generator resolution")
@@ -68,7 +68,7 @@ def main(argv):
     factor = cfg.resolution // FLAGS.lr_size
     spec = Spec.make(cfg, scfg, factor)
     B = FLAGS.faces * FLAGS.restarts
-    stages = search_steps.stages(spec, None, B)
+    stages = search_stages.build(spec, None, B)
     draw, init, run = stages.draw, stages.init, stages.run
     weights = stages.prepare(gen)
     ids = list(range(FLAGS.faces))

@@ -15,9 +15,9 @@ import numpy as np
 
 import pulse_jax
 from pulse_jax import search
-from pulse_jax import search_steps
+from pulse_jax.search import steps as search_steps
 from pulse_jax.search import SearchConfig
-from pulse_jax.search_steps import Spec
+from pulse_jax.search.steps import Spec
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("resolution", 128, "generator resolution")

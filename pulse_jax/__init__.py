@@ -8,19 +8,20 @@ image downscales back to it, by projected gradient descent on spheres from rando
     res = pulse_jax.upsample(gen, lr_images, pulse_jax.SearchConfig(restarts=4), seed=0)
     res.hr, res.lr, res.l2, res.success          # [N,R,R,3], [N,S,S,3], [N], [N]
 
-Modules: ``stylegan`` (the generator, pure functions of params), ``stylegan2`` (NVIDIA's
-StyleGAN2, the second generator family; ``families`` dispatches on a config's family),
-``convs`` (StyleGAN v1's convolutions: direct and sub-pixel upsampling, prepared kernels),
-``generator`` (the ``Generator`` pytree), ``degrade`` (the reference's bicubic downscale and
-the other forward models: blur, gray, masks, noise; ``degrade.parse``), ``losses`` (L2, L1,
-GEOCROSS, loss strings), ``optim`` (sphere projection, torch-semantics optimizers, PULSE's
-schedules), ``search`` (the PULSE loop; its settings in ``search_config``,
-its compiled pieces in ``search_steps``), ``weights`` (safe import of PULSE's .pt and NVIDIA's
-.pkl, our checkpoints, the Gaussian fit, where weights are found), ``inputs`` (finding input
-files), ``images`` (image files in and out), ``pictures`` (contact sheets, grids), ``files``
-(atomic writes, JSON lines, checksums), ``batch`` (many faces, many devices; with ``faces``,
-``manifest``, ``summary``, ``progress``, ``multihost``, ``devices``), ``run_config`` and
-``cli`` (the ``pulse-jax`` command), ``train`` (a StyleGAN v1 trainer for your own data).
+Modules: ``stylegan`` (the StyleGAN v1 generator, pure functions of params; its convolutions,
+direct and sub-pixel upsampling and prepared kernels, in ``stylegan.convs``), ``stylegan2``
+(NVIDIA's StyleGAN2, the second generator family; ``families`` says what a family module
+provides and dispatches on a config's family), ``generator`` (the ``Generator`` pytree),
+``degrade`` (the reference's bicubic downscale and the other forward models: blur, gray,
+masks, noise; ``degrade.parse``), ``losses`` (L2, L1, GEOCROSS, loss strings), ``optim``
+(sphere projection, torch-semantics optimizers, PULSE's schedules), ``search`` (the PULSE
+loop: its settings in ``search.config``, its checks, its pure steps and their compiled
+stages), ``weights`` (safe import of PULSE's .pt and NVIDIA's .pkl, our checkpoints, the
+Gaussian fit, where weights are found), ``inputs`` (finding input files), ``images`` (image
+files in and out), ``pictures`` (contact sheets, grids), ``files`` (atomic writes, JSON
+lines, checksums), ``batch`` (many faces, many devices; with ``faces``, ``manifest``,
+``summary``, ``progress``, ``multihost``, ``devices``), ``run_config`` and ``cli`` (the
+``pulse-jax`` command), ``train`` (a StyleGAN v1 trainer for your own data).
 """
 
 from pulse_jax.generator import Generator, random_generator

@@ -2,17 +2,19 @@
 
 pulse-jax runs two families behind one :class:`~pulse_jax.generator.Generator` API:
 StyleGAN v1 (:mod:`pulse_jax.stylegan`, :class:`~pulse_jax.stylegan.GeneratorConfig`) and
-StyleGAN2 (:mod:`pulse_jax.stylegan2`, :class:`~pulse_jax.stylegan2.StyleGAN2Config`). A
-config names its family (``config.family``); the functions here dispatch on it, so callers
-never test which family they hold.
+StyleGAN2 (:mod:`pulse_jax.stylegan2`, :class:`~pulse_jax.stylegan2.StyleGAN2Config`). Each
+family module provides the functions of :class:`Family`, under those names and signatures
+(``tests/test_families.py`` checks both modules). A config names its family
+(``config.family``); callers dispatch in one way, ``module_for(config).<function>(config, ...)``,
+so they never test which family they hold.
 """
 
 from __future__ import annotations
 
-from types import ModuleType
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, Mapping, Protocol, Sequence, Union
 
 import jax
+import jax.numpy as jnp
 
 from pulse_jax import stylegan, stylegan2
 from pulse_jax.stylegan import GeneratorConfig
@@ -20,15 +22,57 @@ from pulse_jax.stylegan2 import StyleGAN2Config
 
 AnyConfig = Union[GeneratorConfig, StyleGAN2Config]
 
-_MODULES: dict[str, ModuleType] = {stylegan.FAMILY: stylegan, stylegan2.FAMILY: stylegan2}
+
+class Family(Protocol):
+    """What a generator family module provides (a module satisfies it structurally).
+
+    Shapes: W+ ``[B, L, D]`` (``L = config.num_layers``), noise maps ``[B, r, r, 1]`` per
+    ``config.noise_shapes`` entry, z ``[N, config.z_size]``, w ``[N, D]``, raw images
+    ``[B, R, R, C]`` about [-1, 1], unclamped. Params are the family's raw pytrees.
+    """
+
+    FAMILY: str
+
+    def synthesize(self, config: Any, params: Any, wplus: jax.Array,
+                   noises: Sequence[jax.Array], remat: bool = False) -> jax.Array:
+        """Jitted synthesis: W+ and noise -> raw image (``remat``: per-block checkpoints)."""
+
+    def map_latents(self, config: Any, params: Any, z: jax.Array) -> jax.Array:
+        """Jitted mapping network: z -> w."""
+
+    def mapping_apply(self, config: Any, params: Any, z: jax.Array) -> jax.Array:
+        """Unjitted :meth:`map_latents` (for callers that jit a larger function)."""
+
+    def prepare_synthesis(self, config: Any, params: Any, upconv: str = "direct") -> Any:
+        """The synthesis params as a search reads them, computed once per search (StyleGAN
+        v1: conv weight arithmetic done for the ``upconv`` form; StyleGAN2: as they are)."""
+
+    def synthesis_prepared(self, config: Any, prepared: Any, wplus: jax.Array,
+                           noises: Sequence[jax.Array], *, remat: bool = False,
+                           upconv: str = "direct") -> jax.Array:
+        """Unjitted synthesis from :meth:`prepare_synthesis`'s params."""
+
+    def init_params(self, config: Any, key: jax.Array) -> dict[str, Any]:
+        """Random ``{"synthesis": ..., "mapping": ...}`` with the family's own init."""
+
+    def param_shapes(self, config: Any) -> dict[str, Any]:
+        """The params pytree as ``jax.ShapeDtypeStruct`` leaves (nothing computed)."""
+
+    def noise_zeros(self, config: Any, batch: int, dtype: Any = jnp.float32) -> list[jax.Array]:
+        """All-zero noise maps, one ``[batch, r, r, 1]`` per ``noise_shapes`` entry."""
+
+    def noise_normal(self, config: Any, key: jax.Array, batch: int) -> list[jax.Array]:
+        """Standard-normal noise maps, one ``[batch, r, r, 1]`` per ``noise_shapes`` entry."""
+
+
+_MODULES: dict[str, Family] = {stylegan.FAMILY: stylegan, stylegan2.FAMILY: stylegan2}
 _CONFIGS: dict[str, type] = {stylegan.FAMILY: GeneratorConfig, stylegan2.FAMILY: StyleGAN2Config}
 FAMILIES = tuple(_MODULES)
 
 
-def module_for(config: AnyConfig) -> ModuleType:
-    """The module implementing ``config``'s family (``synthesize``, ``map_latents``,
-    ``mapping_apply``, ``prepare_synthesis``, ``synthesis_prepared``, ``init_params``,
-    ``param_shapes``, ``noise_zeros``, ``noise_normal``)."""
+def module_for(config: AnyConfig) -> Family:
+    """The module implementing ``config``'s family (the functions of :class:`Family`);
+    ValueError for anything that is not a generator config."""
     family = getattr(config, "family", None)
     if family not in _MODULES:
         raise ValueError(f"not a generator config: {type(config).__name__}")
@@ -43,21 +87,6 @@ def config_from_dict(family: str, d: Mapping[str, Any]) -> AnyConfig:
 
 
 def mapping_fn(config: AnyConfig, params: Any, z: jax.Array) -> jax.Array:
-    """The mapping network, unjitted (for callers that jit a larger function):
-    z ``[N, z_size]`` -> w ``[N, dlatent_size]``."""
+    """``module_for(config).mapping_apply(config, params, z)``: the old name, kept only for
+    :mod:`pulse_jax.weights.gaussian_fit` until it calls that itself."""
     return module_for(config).mapping_apply(config, params, z)
-
-
-def prepare_synthesis(config: AnyConfig, params: Any, upconv: str) -> Any:
-    """The synthesis params as a search reads them, computed once per search: StyleGAN v1's
-    with their conv weight arithmetic done for the ``upconv`` form; StyleGAN2's as they are,
-    since its convs are modulated per sample."""
-    return module_for(config).prepare_synthesis(config, params, upconv)
-
-
-def synthesize_prepared(config: AnyConfig, prepared: Any, wplus: jax.Array,
-                        noises: Sequence[jax.Array], *, remat: bool, upconv: str) -> jax.Array:
-    """Synthesis from :func:`prepare_synthesis`'s params, unjitted: W+ ``[B, L, D]`` and the
-    noise maps ``[B, r, r, 1]`` -> raw image ``[B, R, R, C]`` (about [-1, 1])."""
-    return module_for(config).synthesis_prepared(config, prepared, wplus, noises, remat=remat,
-                                                 upconv=upconv)

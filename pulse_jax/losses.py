@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Callable
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
 
-from pulse_jax.degrade import Degradation, Observation
+from pulse_jax.degrade import Degradation, Observation, as_observation
 
 LOSS_NAMES = ("L2", "L1", "GEOCROSS")
 DEFAULT_LOSS = "100*L2+0.05*GEOCROSS"
@@ -168,23 +168,27 @@ def _is_number(s: str) -> bool:
     return True
 
 
-def make_loss(loss_str: str, eps: float, degrade: Degradation) -> LossFn:
+def make_loss(loss_str: str, eps: float, degrade: Optional[Degradation] = None) -> LossFn:
     """Builds PULSE's loss for a loss string.
 
     Args:
       loss_str: see :func:`parse_loss`.
       eps: the clamp of the L2 and L1 data terms (PULSE default 2e-3); >= 0.
-      degrade: the operator D, ``[B, H, W, C] -> [B, h, w, C]``, used when ``ref_lr`` is an
-        array.
+      degrade: the operator D, ``[B, H, W, C] -> [B, h, w, C]`` (a
+        :class:`~pulse_jax.degrade.Operator` or any such function, e.g.
+        :func:`~pulse_jax.degrade.make_degradation`'s), that made an array ``ref_lr``; None
+        when every reference is an Observation.
 
     Returns:
       ``loss(gen_im01, ref_lr, wplus) -> (total, terms, lr_image)`` with
       ``gen_im01`` ``[B, H, W, C]`` = (rgb + 1) / 2, unclamped; ``ref_lr`` ``[B, h, w, C]`` in
-      [0, 1], or a :class:`~pulse_jax.degrade.Observation` (its own operator per row, the
-      data terms in its observation space: :func:`observed_l2`, :func:`observed_l1`);
-      ``wplus`` ``[B, L, D]``. ``total`` is ``[B]`` = sum of weight * term in the
-      string's order; ``terms`` maps each NAME in the string to its ``[B]`` value (unweighted);
-      ``lr_image`` is ``D(gen_im01)``, ``[B, h, w, C]``, unclamped. Pure; jit and grad friendly.
+      [0, 1] made by ``degrade``, or a :class:`~pulse_jax.degrade.Observation` (its own
+      operator per row). Either way the data terms are measured in the observation space
+      (:func:`observed_l2`, :func:`observed_l1`; without a mask or a noise model they are
+      :func:`l2` and :func:`l1`, bit for bit); ``wplus`` ``[B, L, D]``. ``total`` is ``[B]`` =
+      sum of weight * term in the string's order; ``terms`` maps each NAME in the string to
+      its ``[B]`` value (unweighted); ``lr_image`` is ``D(gen_im01)``, ``[B, h, w, C]``,
+      unclamped. Pure; jit and grad friendly.
     """
     parsed = parse_loss(loss_str)
     eps = float(eps)
@@ -193,20 +197,18 @@ def make_loss(loss_str: str, eps: float, degrade: Degradation) -> LossFn:
     names = tuple(dict.fromkeys(name for _, name in parsed))  # unique, in order
 
     def loss(
-        gen_im01: jax.Array, ref_lr: jax.Array, wplus: jax.Array
+        gen_im01: jax.Array, ref_lr: Any, wplus: jax.Array
     ) -> tuple[jax.Array, dict[str, jax.Array], jax.Array]:
-        observed = isinstance(ref_lr, Observation)
-        lr_image = ref_lr.apply(gen_im01) if observed else degrade(gen_im01)
-        if lr_image.shape != ref_lr.shape:
+        obs = as_observation(ref_lr, degrade)
+        lr_image = obs.apply(gen_im01)
+        if lr_image.shape != obs.shape:
             raise ValueError(
                 f"degraded image has shape {lr_image.shape} but the reference LR image has "
-                f"shape {ref_lr.shape}; check the degradation factor"
+                f"shape {obs.shape}; check the degradation factor"
             )
         fns = {
-            "L2": ((lambda: observed_l2(lr_image, ref_lr, eps)) if observed
-                   else (lambda: l2(lr_image, ref_lr, eps))),
-            "L1": ((lambda: observed_l1(lr_image, ref_lr, eps)) if observed
-                   else (lambda: l1(lr_image, ref_lr, eps))),
+            "L2": lambda: observed_l2(lr_image, obs, eps),
+            "L1": lambda: observed_l1(lr_image, obs, eps),
             "GEOCROSS": lambda: geocross(wplus),
         }
         terms = {name: fns[name]() for name in names}

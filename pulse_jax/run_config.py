@@ -81,7 +81,7 @@ import dataclasses
 import ml_collections
 
 from pulse_jax.batch import BatchOptions
-from pulse_jax.search_config import SearchConfig
+from pulse_jax.search import SearchConfig
 
 __all__ = ["get_config", "split"]
 

@@ -52,11 +52,10 @@ def search_traced_once(monkeypatch):
     """Every compiled stage of the search may be traced once while the test runs; a second
     trace (a recompile for shapes already seen) raises in ``chex.assert_max_traces``."""
     import chex
-    from pulse_jax import search_steps
-    search_steps.stages.cache_clear()
+    from pulse_jax.search import stages
+    stages.build.cache_clear()
     chex.clear_trace_counter()
-    for name in ("init_state", "one_step", "run_steps", "finalize"):
-        monkeypatch.setattr(search_steps, name,
-                            chex.assert_max_traces(getattr(search_steps, name), n=1))
+    for name in ("init_state", "one_step", "run_steps", "finalize"):  # as stages.build reads them
+        monkeypatch.setattr(stages, name, chex.assert_max_traces(getattr(stages, name), n=1))
     yield
-    search_steps.stages.cache_clear()  # its programs hold the wrapped functions
+    stages.build.cache_clear()  # its programs hold the wrapped functions

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from pulse_jax import degrade
 from pulse_jax.degrade import make_degradation
 from pulse_jax.losses import DEFAULT_LOSS, geocross, l1, l2, make_loss, parse_loss
 
@@ -126,6 +127,27 @@ def test_shape_mismatch(inputs):
     loss = make_loss(DEFAULT_LOSS, EPS, make_degradation("bicubic", 4))
     with pytest.raises(ValueError, match="degradation factor"):
         loss(inputs["gen"], inputs["ref_lr"], inputs["lat12"])
+
+
+def test_one_representation_of_the_reference(inputs):
+    """An array with the function that made it, with the operator, or an Observation: the
+    loss reads one representation, and its data terms are l2 and l1 bit for bit."""
+    args = (inputs["gen"], inputs["ref_lr"], inputs["lat12"])
+    fn = jax.jit(make_loss(ALL3, EPS, make_degradation("bicubic", 8)))
+    total, terms, lr_image = fn(*args)
+    op = degrade.downscale(8, "bicubic")
+    for other in (jax.jit(make_loss(ALL3, EPS, op))(*args),
+                  jax.jit(make_loss(ALL3, EPS))(args[0], degrade.Observation(args[1], op),
+                                                args[2])):
+        for x, y in zip(jax.tree_util.tree_leaves((total, terms, lr_image)),
+                        jax.tree_util.tree_leaves(other)):
+            assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
+    want_l2 = jax.jit(lambda a, b: l2(a, b, EPS))(lr_image, args[1])
+    want_l1 = jax.jit(lambda a, b: l1(a, b, EPS))(lr_image, args[1])
+    assert np.asarray(terms["L2"]).tobytes() == np.asarray(want_l2).tobytes()
+    assert np.asarray(terms["L1"]).tobytes() == np.asarray(want_l1).tobytes()
+    with pytest.raises(ValueError, match="needs the operator"):
+        make_loss(ALL3, EPS)(*args)
 
 
 @pytest.mark.parametrize("eps", [-1.0, math.nan, math.inf])

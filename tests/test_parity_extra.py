@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pulse_jax import convs, degrade, losses, stylegan
+from pulse_jax import degrade, losses, stylegan
+from pulse_jax.stylegan import convs
 from pulse_jax.stylegan import GeneratorConfig
 from pulse_jax.weights import compute_gaussian_fit, from_pulse_state_dicts, import_pulse
 from pulse_jax.weights import pulse_state_dict as psd

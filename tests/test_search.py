@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from pulse_jax import degrade, search
-from pulse_jax import search_steps
 from pulse_jax.search import SearchConfig, NoisePlan
-from pulse_jax.search_steps import Spec
-from pulse_jax.convs import UPCONVS
+from pulse_jax.search import stages as search_stages, steps as search_steps
+from pulse_jax.search.steps import Spec
 from pulse_jax.stylegan import GeneratorConfig
+from pulse_jax.stylegan.convs import UPCONVS
 
 from helpers import fixture_generator, nhwc
 
@@ -105,7 +105,7 @@ def _free_run(ref, prefix, cfg, rows=None, steps=10):
     spec = _spec(gen, cfg, rows)
     params, frozen, ref_lr = _e2e_inputs(ref, prefix)
     B = params["z"].shape[0]
-    stages = search_steps.stages(spec, None, B)
+    stages = search_stages.build(spec, None, B)
     weights = stages.prepare(gen)
     state = stages.init(params, frozen)
     lg = jax.jit(search.loss_and_grad, static_argnums=0)
@@ -271,7 +271,7 @@ def test_spread_restarts_over_devices(own_targets):
     mesh = jax.sharding.Mesh(np.array(jax.devices()[:4]), ("faces",))
     cfg = SearchConfig(steps=2, restarts=4, chunk_steps=1)
     spec = Spec.make(gen.config, cfg, 8)
-    st = search_steps.stages(spec, mesh, 4, spread_restarts=True)
+    st = search_stages.build(spec, mesh, 4, spread_restarts=True)
     state = st.init(*st.draw(search.restart_keys(0, [0], 4)))
     z = state.params["z"]
     assert len(z.sharding.device_set) == 4 and z.addressable_shards[0].data.shape[0] == 1

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pulse_jax import convs, stylegan
+from pulse_jax import stylegan
+from pulse_jax.stylegan import convs
 from pulse_jax.stylegan import GeneratorConfig
 from pulse_jax.weights import pulse_state_dict as psd
 

@@ -16,8 +16,9 @@ from pulse_jax.degrade.downscale import (DEGRADATIONS, Degradation, area_downsca
                                          cubic, gaussian_downscale, gaussian_matrix,
                                          gaussian_sigma, make_degradation)
 from pulse_jax.degrade.grammar import GRAMMAR, parse, read_mask
-from pulse_jax.degrade.observation import (Observation, apply_rows, data_mse, noise_variance,
-                                           observation_l2, observed_mask, per_row, take_rows)
+from pulse_jax.degrade.observation import (Observation, apply_rows, as_observation, data_mse,
+                                           noise_variance, observation_l2, observed_mask,
+                                           per_row, take_rows)
 from pulse_jax.degrade.operators import (GRAY_WEIGHTS, Blur, Compose, Downscale, Gray, Mask,
                                          Noise, Operator, adjoint, blur, blur_kernel, compose,
                                          downscale, flatten, gaussian_psf, gray,
@@ -25,11 +26,10 @@ from pulse_jax.degrade.operators import (GRAY_WEIGHTS, Blur, Compose, Downscale,
 
 __all__ = [
     "DEGRADATIONS", "GRAMMAR", "GRAY_WEIGHTS", "Blur", "Compose", "Degradation", "Downscale",
-    "Gray", "Mask", "Noise", "Observation", "Operator", "adjoint", "apply_rows",
+    "Gray", "Mask", "Noise", "Observation", "Operator", "adjoint", "apply_rows", "as_observation",
     "area_downscale", "bicubic_downscale", "bicubic_kernel", "bicubic_matrix", "blur",
     "blur_kernel", "compose", "cubic", "data_mse", "downscale", "flatten", "gaussian_downscale",
     "gaussian_matrix", "gaussian_psf", "gaussian_sigma", "gray", "has_placeholder",
-    "make_degradation", "mask",
-    "noise", "noise_variance", "observation_l2", "observed_mask", "parse", "per_row",
-    "read_mask", "read_psf", "stack", "take_rows",
+    "make_degradation", "mask", "noise", "noise_variance", "observation_l2", "observed_mask",
+    "parse", "per_row", "read_mask", "read_psf", "stack", "take_rows",
 ]

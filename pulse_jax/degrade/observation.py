@@ -14,7 +14,7 @@ The L2 term is ``max(mse, floor)`` and a face succeeds when ``mse <= floor``. Wi
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import flax.struct
 import jax
@@ -23,8 +23,8 @@ import numpy as np
 
 from pulse_jax.degrade.operators import Mask, Noise, Operator, flatten
 
-__all__ = ["Observation", "apply_rows", "data_mse", "noise_variance", "observation_l2",
-           "observed_mask", "per_row", "take_rows"]
+__all__ = ["Observation", "apply_rows", "as_observation", "data_mse", "noise_variance",
+           "observation_l2", "observed_mask", "per_row", "take_rows"]
 
 
 def _has_leaves(op: Operator) -> bool:
@@ -111,6 +111,37 @@ class Observation:
     def noise_variance(self) -> Any:
         """``[B]`` (or 0.0 without noise)."""
         return noise_variance(self.op)
+
+
+@flax.struct.dataclass
+class _Function(Operator):
+    """A plain function ``[B, H, W, C] -> [B, h, w, c]`` as an operator without leaves (no
+    mask, no noise), so that an array and the function that made it are an Observation."""
+
+    fn: Callable[[jax.Array], jax.Array] = flax.struct.field(pytree_node=False)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.fn(x)
+
+    def out_shape(self, hr_shape):
+        x = jax.ShapeDtypeStruct(tuple(int(s) for s in hr_shape), jnp.float32)
+        return tuple(jax.eval_shape(self.fn, x).shape)
+
+    def describe(self) -> str:
+        return getattr(self.fn, "__name__", "function")
+
+
+def as_observation(ref: Any, op: Optional[Callable[[jax.Array], jax.Array]]) -> Observation:
+    """``ref`` as an :class:`Observation`: an Observation as it is; an array ``y``
+    ``[B, h, w, c]`` with the ``op`` that made it, an :class:`Operator` (one for every row:
+    no leaves, or leaves ``[B, ...]``) or any function ``[B, H, W, C] -> [B, h, w, c]``.
+    ValueError for an array without ``op``."""
+    if isinstance(ref, Observation):
+        return ref
+    if op is None:
+        raise ValueError("a reference array needs the operator that made it (or pass an "
+                         "Observation)")
+    return Observation(ref, op if isinstance(op, Operator) else _Function(op))
 
 
 def per_row(op: Operator, n: int) -> Operator:

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pulse_jax.stylegan import lrelu, pixel_norm
+from pulse_jax.stylegan.layers import lrelu, pixel_norm
 from pulse_jax.stylegan2.config import StyleGAN2Config
 
 Params = Mapping[str, Any]

@@ -36,7 +36,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from pulse_jax.convs import blur
+from pulse_jax.stylegan.convs import blur
 from pulse_jax.stylegan import EqualizedConv, EqualizedDense, GeneratorConfig, lrelu
 
 ARCHITECTURES = ("orig", "resnet")

@@ -1,28 +1,33 @@
-"""The compiled pieces of the PULSE search, for :func:`pulse_jax.search.upsample` and for
-benchmarks and tests that time or probe one piece.
+"""The pure pieces of the PULSE search, one batch of ``B = faces x restarts`` rows: random
+starts, the state, one projected step, the loss and its gradient, and the final choice of
+each face's restart. :mod:`pulse_jax.search.stages` compiles them for a device layout.
 
 A :class:`Spec` holds everything static about one search (generator config, resolved
-:class:`~pulse_jax.search_config.SearchConfig`, latent rows, downscale factor, noise plan).
-:func:`stages` compiles, for a spec, a device layout and a batch of ``B = faces x restarts``:
+:class:`~pulse_jax.search.config.SearchConfig`, latent rows, downscale factor, noise plan).
+The functions here, for a spec:
 
-* ``draw(keys [B]) -> (params, frozen_noise)``: random starts, one per key;
-* ``init(params, frozen) -> SearchState``;
+* ``draw(key) -> (params, frozen_noise)``: one restart's random start;
+* ``init_state(params, frozen) -> SearchState``;
 * ``prepare(generator) -> weights``: the frozen generator's weight arithmetic, done once;
-* ``run(weights, ref_lr [B, S, S, 3], state, n) -> state``: ``n`` projected steps;
-* ``finalize(weights, ref_lr, state) -> dict``: each face's chosen restart and images.
+* ``step(weights, ref, state) -> state``: one projected step;
+* ``finalize(weights, ref, state, n_faces) -> dict``: each face's chosen restart and images.
 
-Every function here is pure; shapes carry a leading ``B`` axis unless noted. A step
-(docs/reference.md, "One iteration")::
+``ref`` is what the search matches: a :class:`~pulse_jax.degrade.Observation` (the
+observation and, per row, the operator that made it). A plain array ``[B, S, S, 3]`` is the
+default operator's observation, the reference's bicubic downscale by ``spec.factor``
+(:func:`as_observation`), so the loss and the final scores read one representation.
+
+Shapes carry a leading ``B`` axis unless noted. A step (docs/reference.md, "One
+iteration")::
 
     z -> w+ = LeakyReLU_0.2(z * std + mean) -> gen = (synthesis(w+, noise) + 1) / 2
-      -> D(gen) -> loss = sum_k weight_k * term_k -> grad -> inner optimizer step
+      -> A(gen) -> loss = sum_k weight_k * term_k -> grad -> inner optimizer step
       -> project z rows and trainable noise to their radii
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import jax
@@ -30,22 +35,23 @@ import jax.numpy as jnp
 import optax
 
 from pulse_jax import degrade as degrade_lib
+from pulse_jax import families
 from pulse_jax import losses as losses_lib
 from pulse_jax import optim
-from pulse_jax import families, stylegan
 from pulse_jax.families import AnyConfig
 from pulse_jax.generator import Generator
-from pulse_jax.search_config import NoisePlan, SearchConfig
+from pulse_jax.search.config import NoisePlan, SearchConfig
+from pulse_jax.stylegan.layers import lrelu
 
 __all__ = [
-    "SearchState", "Spec", "Stages", "draw", "finalize", "gaussianize", "init_state",
-    "loss_and_grad", "prepare", "restart_keys", "stages", "step",
+    "SearchState", "Spec", "as_observation", "draw", "finalize", "forward", "gaussianize",
+    "init_state", "loss_and_grad", "observation_space", "prepare", "restart_keys", "step",
 ]
 
 
 def gaussianize(z: jax.Array, mean: jax.Array, std: jax.Array) -> jax.Array:
     """PULSE's latent map ``LeakyReLU_0.2(z * std + mean)``; z ``[..., D]``."""
-    return stylegan.lrelu(z * std + mean)
+    return lrelu(z * std + mean)
 
 
 class SearchState(NamedTuple):
@@ -96,9 +102,10 @@ def optimizer(spec: Spec) -> optax.GradientTransformation:
 
 def prepare(spec: Spec, gen: Generator) -> dict:
     """What the steps read of the frozen generator, computed once per search: the synthesis
-    synthesis params (:func:`families.prepare_synthesis`) and the Gaussian fit."""
-    return {"synthesis": families.prepare_synthesis(spec.gen, gen.params["synthesis"],
-                                                    spec.cfg.upconv),
+    params (the family's ``prepare_synthesis``) and the Gaussian fit."""
+    family = families.module_for(spec.gen)
+    return {"synthesis": family.prepare_synthesis(spec.gen, gen.params["synthesis"],
+                                                  spec.cfg.upconv),
             "mean": gen.gaussian_fit["mean"], "std": gen.gaussian_fit["std"]}
 
 
@@ -127,27 +134,33 @@ def forward(spec: Spec, weights: dict, params: dict, frozen: tuple) -> tuple[jax
     wplus = gaussian_wplus(spec, weights, z)
     noises = noise_list(spec, params["noise"], frozen, z.shape[0])
     L = spec.gen.num_layers
-    raw = families.synthesize_prepared(spec.gen, weights["synthesis"], wplus[:, :L], noises,
-                                       remat=spec.cfg.remat, upconv=spec.cfg.upconv)
+    raw = families.module_for(spec.gen).synthesis_prepared(
+        spec.gen, weights["synthesis"], wplus[:, :L], noises, remat=spec.cfg.remat,
+        upconv=spec.cfg.upconv)
     return wplus, (raw + 1.0) / 2.0
 
 
-def make_loss(spec: Spec):
-    return losses_lib.make_loss(spec.cfg.loss_str, spec.cfg.eps,
-                                degrade_lib.make_degradation("bicubic", spec.factor))
+def as_observation(spec: Spec, ref_lr: Any) -> degrade_lib.Observation:
+    """``ref_lr`` as the steps read it: an :class:`~pulse_jax.degrade.Observation` as it is;
+    a plain array ``[B, S, S, 3]`` as the observation of the default operator, the
+    reference's bicubic downscale by ``spec.factor`` (``tests/test_search_default.py`` pins
+    that its results keep the bits they had when the default had a code path of its own)."""
+    return degrade_lib.as_observation(ref_lr, degrade_lib.downscale(spec.factor, "bicubic"))
 
 
-def loss_and_grad(spec: Spec, gen: Generator, params: dict, frozen: tuple, ref_lr: jax.Array):
-    """Per-sample total loss ``[B]``, terms, and the gradient of their sum w.r.t. params."""
+def loss_and_grad(spec: Spec, gen: Generator, params: dict, frozen: tuple, ref_lr: Any):
+    """Per-sample total loss ``[B]``, terms, and the gradient of their sum w.r.t. params;
+    ``ref_lr`` an Observation or a plain array (:func:`as_observation`)."""
     return prepared_loss_and_grad(spec, prepare(spec, gen), params, frozen, ref_lr)
 
 
-def prepared_loss_and_grad(spec: Spec, weights: dict, params: dict, frozen: tuple, ref_lr: jax.Array):
-    loss = make_loss(spec)
+def prepared_loss_and_grad(spec: Spec, weights: dict, params: dict, frozen: tuple, ref_lr: Any):
+    loss = losses_lib.make_loss(spec.cfg.loss_str, spec.cfg.eps)
+    ref = as_observation(spec, ref_lr)
 
     def total(p):
         wplus, img = forward(spec, weights, p, frozen)
-        tot, terms, _ = loss(img, ref_lr, wplus)
+        tot, terms, _ = loss(img, ref, wplus)
         return jnp.sum(tot), (tot, terms)
 
     (_, (tot, terms)), grads = jax.value_and_grad(total, has_aux=True)(params)
@@ -188,7 +201,7 @@ def select_where(mask: jax.Array, new, old):
     return jax.tree_util.tree_map(pick, new, old)
 
 
-def step(spec: Spec, weights: dict, ref_lr: jax.Array, state: SearchState) -> SearchState:
+def step(spec: Spec, weights: dict, ref_lr: Any, state: SearchState) -> SearchState:
     opt = optimizer(spec)
     tot, terms, grads = prepared_loss_and_grad(spec, weights, state.params, state.frozen_noise, ref_lr)
     better = tot < state.best_total  # strict, NaN never wins, as in the reference
@@ -204,56 +217,17 @@ def step(spec: Spec, weights: dict, ref_lr: jax.Array, state: SearchState) -> Se
         step=state.step + 1)
 
 
-def run_steps(spec: Spec, weights: dict, ref_lr: jax.Array, state: SearchState,
-               n: jax.Array) -> SearchState:
-    """``n`` steps in one compiled call (the "device" loop)."""
-    with jax.default_matmul_precision(spec.cfg.precision):
-        return jax.lax.fori_loop(0, n, lambda _, s: step(spec, weights, ref_lr, s), state)
+def observation_space(spec: Spec, ref_lr: Any) -> tuple[Callable, Callable, jax.Array]:
+    """``(A, l2, eps)`` for a reference (:func:`as_observation`): the operator to the
+    observation space, the per-row l2 ``[B]`` of an observed image against the reference,
+    and the success threshold ``[B]`` (eps, plus sigma^2 with a noise model;
+    docs/degradations.md)."""
+    obs = as_observation(spec, ref_lr)
+    eps = spec.cfg.eps + obs.noise_variance()
+    return obs.apply, obs.mse, jnp.broadcast_to(eps, obs.y.shape[:1])
 
 
-def one_step(spec: Spec, weights: dict, ref_lr: jax.Array, state: SearchState) -> SearchState:
-    """One step as its own program (the "host" loop calls it ``n`` times)."""
-    with jax.default_matmul_precision(spec.cfg.precision):
-        return step(spec, weights, ref_lr, state)
-
-
-def host_loop(step: Callable) -> Callable:
-    """``run(weights, ref, state, n)`` as a Python loop over the compiled ``step``."""
-    def run(weights, ref_lr, state, n):
-        for _ in range(int(n)):
-            state = step(weights, ref_lr, state)
-        return state
-    return run
-
-
-class Stages(NamedTuple):
-    """The compiled programs of one search. ``prepare(gen)`` gives the weights that
-    ``run(weights, ref, state, n)`` (``n`` steps with the configured loop) and
-    ``finalize(weights, ref, state)`` read; ``step`` is the compiled program ``run`` calls
-    (one step for the host loop, ``n`` steps for the device loop), for benchmarks."""
-
-    draw: Callable
-    init: Callable
-    prepare: Callable
-    run: Callable
-    finalize: Callable
-    step: Any
-
-
-def observation_space(spec: Spec, ref_lr: Any) -> tuple[Callable, Callable, Any]:
-    """``(A, l2, eps)`` for a reference: the operator to the observation space, the
-    per-row l2 ``[B]`` of an observed image against the reference, and the success
-    threshold (a scalar, or ``[B]`` with a noise model: eps + sigma^2). A plain array is
-    the reference's bicubic downscale by ``spec.factor``; a
-    :class:`~pulse_jax.degrade.Observation` carries its operator (docs/degradations.md)."""
-    if isinstance(ref_lr, degrade_lib.Observation):
-        eps = spec.cfg.eps + ref_lr.noise_variance()
-        return ref_lr.apply, ref_lr.mse, jnp.broadcast_to(eps, ref_lr.y.shape[:1])
-    return (degrade_lib.make_degradation("bicubic", spec.factor),
-            lambda lr: jnp.mean(jnp.square(lr - ref_lr), axis=(1, 2, 3)), spec.cfg.eps)
-
-
-def finalize(spec: Spec, weights: dict, ref_lr: jax.Array, state: SearchState,
+def finalize(spec: Spec, weights: dict, ref_lr: Any, state: SearchState,
               n_faces: int) -> dict:
     """Render every restart's best iterate, score it, and pick each face's restart."""
     restarts = spec.cfg.restarts
@@ -280,7 +254,7 @@ def finalize(spec: Spec, weights: dict, ref_lr: jax.Array, state: SearchState,
     elif spec.cfg.select == "total":
         key = total_key
     else:  # successful restarts first (if a face has any), then by total loss
-        ok = l2_fr <= (eps if jnp.ndim(eps) == 0 else per_face(eps))
+        ok = l2_fr <= per_face(eps)
         key = jnp.where(ok | ~jnp.any(ok, axis=1, keepdims=True), total_key, jnp.inf)
     choice = jnp.argmin(key, axis=1)
     take = lambda x: jnp.take_along_axis(
@@ -288,7 +262,7 @@ def finalize(spec: Spec, weights: dict, ref_lr: jax.Array, state: SearchState,
     noises = noise_list(spec, state.best_params["noise"], state.frozen_noise, l2.shape[0])
     out = {
         "hr": take(hr), "lr": take(lr), "l2": take(l2),
-        "success": take(l2) <= (eps if jnp.ndim(eps) == 0 else take(eps)),
+        "success": take(l2) <= take(eps),
         "restart": choice,
         "restart_l2": l2_fr, "restart_total": total_fr,
         "restart_best_step": per_face(state.best_step),
@@ -298,70 +272,6 @@ def finalize(spec: Spec, weights: dict, ref_lr: jax.Array, state: SearchState,
     if spec.cfg.keep_restart_images:
         out["restart_hr"] = per_face(hr)
     return out
-
-
-def batched_specs(tree: Any, batch: int, axis: str) -> Any:
-    """PartitionSpecs: leaves with a leading ``batch`` axis are split, scalars replicated."""
-    P = jax.sharding.PartitionSpec
-    return jax.tree_util.tree_map(
-        lambda x: P(axis) if (x.ndim >= 1 and x.shape[0] == batch) else P(), tree)
-
-
-@functools.lru_cache(maxsize=32)
-def stages(spec: Spec, mesh: Optional[jax.sharding.Mesh], batch: int,
-           spread_restarts: bool = False) -> Stages:
-    """The jitted stages for one spec and device layout.
-
-    With a mesh, draw, init and run go under ``shard_map`` over its "faces" axis: every
-    device runs the very program a single device runs on its own slice of the ``batch``
-    rows, so results do not depend on the number of devices, only on the per-device batch
-    shape. Each device holds whole faces (all their restarts), and so does ``finalize``;
-    with ``spread_restarts`` a device may hold part of a face's restarts (the rows only
-    need to divide evenly), and ``finalize``, which compares a face's restarts, runs on the
-    whole batch, the compiler moving what it needs between devices.
-    """
-    draw_b = lambda keys: jax.vmap(functools.partial(draw, spec))(keys)
-    init = functools.partial(init_state, spec)
-    host = spec.cfg.loop == "host"
-    run = functools.partial(one_step if host else run_steps, spec)
-    n_faces = batch // spec.cfg.restarts
-
-    # Placed once where the steps read them: every device holds the weights.
-    P = jax.sharding.PartitionSpec
-    replicated = None if mesh is None else jax.sharding.NamedSharding(mesh, P())
-    prep = jax.jit(functools.partial(prepare, spec), out_shardings=replicated)
-
-    def assemble(draw_b, init, run, fin):
-        return Stages(draw_b, init, prep, host_loop(run) if host else run, fin, run)
-
-    if mesh is None:
-        fin = lambda weights, ref, state: finalize(spec, weights, ref, state, n_faces)
-        return assemble(jax.jit(draw_b), jax.jit(init), jax.jit(run, donate_argnums=2),
-                        jax.jit(fin))
-    ndev = mesh.devices.size
-    local = batch // ndev
-    key_shape = jax.eval_shape(lambda: restart_keys(0, [0], 1))
-    params_shape = jax.eval_shape(draw_b, jax.ShapeDtypeStruct((local,) + key_shape.shape[1:],
-                                                              key_shape.dtype))
-    state_shape = jax.eval_shape(init, *params_shape)
-    sspec = batched_specs(state_shape, local, "faces")
-
-    def smap(f, in_specs, out_specs):
-        return jax.shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
-
-    run_specs = (P(), P("faces"), sspec) if host else (P(), P("faces"), sspec, P())
-    if spread_restarts:  # a face's restarts may span devices: finalize the whole batch
-        fin = jax.jit(lambda weights, ref, state: finalize(spec, weights, ref, state, n_faces))
-    else:
-        fin = jax.jit(smap(lambda weights, ref, state: finalize(spec, weights, ref, state,
-                                                                 n_faces // ndev),
-                           (P(), P("faces"), sspec), P("faces")))
-    return assemble(
-        jax.jit(smap(draw_b, P("faces"), P("faces"))),
-        jax.jit(smap(init, (P("faces"), P("faces")), sspec)),
-        jax.jit(smap(run, run_specs, sspec), donate_argnums=2),
-        fin,
-    )
 
 
 def restart_keys(seed: int, face_ids: Sequence[int], restarts: int) -> jax.Array:
