@@ -84,9 +84,3 @@ def config_from_dict(family: str, d: Mapping[str, Any]) -> AnyConfig:
     if family not in _CONFIGS:
         raise ValueError(f"unknown generator family {family!r} (known: {list(FAMILIES)})")
     return _CONFIGS[family].from_dict(d)
-
-
-def mapping_fn(config: AnyConfig, params: Any, z: jax.Array) -> jax.Array:
-    """``module_for(config).mapping_apply(config, params, z)``: the old name, kept only for
-    :mod:`pulse_jax.weights.gaussian_fit` until it calls that itself."""
-    return module_for(config).mapping_apply(config, params, z)

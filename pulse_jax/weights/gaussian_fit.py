@@ -53,7 +53,8 @@ def compute_gaussian_fit(config: AnyConfig, mapping_params, key: jax.Array,
     total = num_samples if z is None else int(np.shape(z)[0])
     if total < 2:
         raise ValueError("need at least 2 samples for an unbiased std")
-    fn = jax.jit(lambda p, zz: undo_lrelu(families.mapping_fn(config, p, zz)))
+    mapping = families.module_for(config).mapping_apply
+    fn = jax.jit(lambda p, zz: undo_lrelu(mapping(config, p, zz)))
     n = 0
     mean = np.zeros(D, np.float64)
     m2 = np.zeros(D, np.float64)
