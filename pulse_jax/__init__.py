@@ -19,8 +19,8 @@ loop: its settings in ``search.config``, its checks, its pure steps and their co
 stages), ``weights`` (safe import of PULSE's .pt and NVIDIA's .pkl, our checkpoints, the
 Gaussian fit, where weights are found), ``inputs`` (finding input files), ``images`` (image
 files in and out), ``pictures`` (contact sheets, grids), ``files`` (atomic writes, JSON
-lines, checksums), ``batch`` (many faces, many devices; with ``faces``, ``manifest``,
-``summary``, ``progress``, ``multihost``, ``devices``), ``run_config`` and ``cli`` (the
+lines, checksums, safe names), ``batch`` (many faces, many devices: a package, one module
+per step; with ``devices``), ``run_config`` and ``cli`` (the
 ``pulse-jax`` command), ``train`` (a StyleGAN v1 trainer for your own data).
 """
 

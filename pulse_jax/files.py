@@ -7,6 +7,12 @@ manifest with a single ``write`` on an ``O_APPEND`` descriptor, and ``read_jsonl
 complete records back, skipping a partial last line left by a crash. ``replace_dir`` and
 ``fsync_dir`` do the same for whole folders (the checkpoint writers use them).
 ``sha256_file`` is the one checksum every manifest records.
+
+An input's name becomes part of output paths (a face's ``{name}.png`` and frames folder
+``{name}/HR``, an aligned photo's ``{name}_{k}.png``), so it is first made a plain file name
+(:func:`safe_stem`) and then unique (:func:`unique_names`): no name can leave the output
+folder, hide, or land on another face's files or the folder's manifests. The batch
+(:mod:`pulse_jax.batch.faces`) and the aligner name their outputs with these two.
 """
 
 from __future__ import annotations
@@ -16,8 +22,10 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,7 +33,7 @@ import numpy as np
 PathLike = str | os.PathLike
 
 __all__ = ["append_jsonl", "atomic_write_bytes", "atomic_write_text", "fsync_dir", "read_jsonl",
-           "replace_dir", "sha256_file"]
+           "replace_dir", "safe_stem", "sha256_file", "unique_names"]
 
 
 def sha256_file(path: PathLike, chunk_size: int = 1 << 20) -> str:
@@ -212,4 +220,42 @@ def read_jsonl(path: PathLike) -> list[Any]:
             out.append(json.loads(raw.decode("utf-8")))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ValueError(f"{path}: line {i} is not valid JSON ({e})") from e
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Safe output names
+# --------------------------------------------------------------------------------------------
+
+# Path separators (either OS's), NUL and the other control characters.
+_UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]")
+_LEADING_DOTS = re.compile(r"^\.+")
+# What an output folder holds besides faces: a name must not be (or make a folder named)
+# one of these. Our temporary and lock files start with "." and safe names never do.
+_RESERVED = re.compile(r"manifest(\.part\d+of\d+)?\.(jsonl|done)")
+
+
+def safe_stem(stem: str) -> str:
+    """``stem`` as one plain file name: path separators (``/``, ``\\``), NUL and control
+    characters become ``_``, and so do leading dots (``..`` -> ``__``, ``.x`` -> ``_x``), so
+    the name is never ``.``/``..``, a path, or a hidden file; ``""`` -> ``"_"``. A stem that
+    is already plain is returned unchanged."""
+    s = _UNSAFE.sub("_", stem)
+    s = _LEADING_DOTS.sub(lambda m: "_" * len(m.group()), s)
+    return s or "_"
+
+
+def unique_names(bases: Sequence[str], derived: Callable[[str], list[str]]) -> list[str]:
+    """One name per base, in order: the base itself, or ``{base}-2``, ``{base}-3``, ... when
+    one of its ``derived(name)`` entries (lower case: the files it makes) is taken by an
+    earlier name or is a reserved output file (``manifest.jsonl``, manifest parts)."""
+    taken: set[str] = set()
+    out = []
+    for base in bases:
+        name, j = base, 1
+        while any(f in taken or _RESERVED.fullmatch(f) for f in derived(name)):
+            j += 1
+            name = f"{base}-{j}"
+        taken.update(derived(name))
+        out.append(name)
     return out

@@ -5,7 +5,7 @@ each would delete the other's in-flight temporary files. :func:`hold` prevents t
 two lock files in the folder:
 
 - ``.pulse_jax.lock``, the folder lock: a one-process run takes it exclusively; every
-  process of a multi-process job (:mod:`pulse_jax.multihost`) takes it shared, so the
+  process of a multi-process job (:mod:`pulse_jax.batch.multihost`) takes it shared, so the
   processes of one job do not exclude each other but do exclude any one-process run;
 - ``.pulse_jax.lock.p{p}``, process ``p``'s slot, taken exclusively (a one-process run is
   process 0): two jobs on one folder collide on their slots. It holds who holds it, as JSON
@@ -14,8 +14,9 @@ two lock files in the folder:
 A lock that cannot be had at once raises :class:`OutputBusyError` naming the holders; nothing
 waits. One gap is left to the caller: a second job with more processes than the first has
 slots the first does not hold; with a ``jax.distributed`` coordinator its processes learn
-that the others were refused (:func:`pulse_jax.multihost.hold_output`) and stop too, but
-processes started independently (``run_batch(process_index=...)``) cannot know. A process that dies loses its locks (the kernel closes its files), so a stale lock
+that the others were refused (:func:`pulse_jax.batch.multihost.hold_output`) and stop too,
+but processes started independently (``run_batch(process_index=...)``) cannot know. A
+process that dies loses its locks (the kernel closes its files), so a stale lock
 file never blocks a later run; the files themselves stay (removing a lock file would let two
 runs lock two different files). A file system without locks (some network mounts) is
 reported once and the run goes on unlocked. Without ``fcntl`` (Windows) there is no lock.

@@ -99,6 +99,22 @@ def test_default_is_the_reference_operator(tmp_path):
                                       fakes.png_ok(tmp_path / "b" / f"{n}.png"))
 
 
+def test_degradation_string_is_parsed_once(tmp_path, monkeypatch):
+    """BatchOptions parses the string (a bad one fails there, before any face); the run
+    reuses that operator: nothing is parsed again, however many faces and sizes."""
+    inp = tmp_path / "in"
+    fakes.write_faces(inp, 2)
+    fakes.write_faces(inp, 1, size=16, prefix="big")
+    opts = batch.BatchOptions(degradation="blur(sigma=1)|downscale(factor=4,kernel=area)",
+                              progress=False, devices=1, batch_size=2)
+    real, parsed = degrade.parse, []
+    monkeypatch.setattr(degrade, "parse", lambda text: parsed.append(text) or real(text))
+    s = batch.run_batch(fakes.tiny_generator(), inp, tmp_path / "out", CFG, opts,
+                        log=lambda m: None)
+    assert parsed == []
+    assert (s.done, s.bad) == (2, 1)  # the 16x16 face does not fit the operator
+
+
 def test_bad_string_is_a_config_error():
     with pytest.raises(ValueError, match="unknown operator 'blurr'"):
         batch.BatchOptions(degradation="blurr(sigma=1)")

@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from pulse_jax.progress import FaceBar
+from pulse_jax.batch.progress import FaceBar
 from pulse_jax.search import Progress
 
 

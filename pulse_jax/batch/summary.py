@@ -9,8 +9,8 @@ from typing import Optional
 import numpy as np
 
 from pulse_jax import exit_codes
-from pulse_jax.faces import Face
-from pulse_jax.manifest import read_records
+from pulse_jax.batch.faces import Face
+from pulse_jax.batch.manifest import read_records
 
 __all__ = ["Summary", "count_records", "exit_status", "merged_summary"]
 

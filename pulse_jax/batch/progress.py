@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from pulse_jax.search import Progress
+from pulse_jax import search as search_lib
 
 __all__ = ["FaceBar"]
 
@@ -71,7 +71,7 @@ class FaceBar:
     def chunk_started(self) -> None:
         self.t_last = (time.perf_counter(), 0)
 
-    def step(self, p: Progress, n_faces: int) -> None:
+    def step(self, p: search_lib.Progress, n_faces: int) -> None:
         if self.bar is None:
             return
         now = time.perf_counter()
