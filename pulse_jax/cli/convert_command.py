@@ -51,13 +51,9 @@ def _import(fv: flags.FlagValues):
         if fv.mapping:
             common.err("--mapping is ignored with --nvidia (the pickle holds the mapping "
                        "network)")
-        if fv.gaussian_fit:
-            from pulse_jax.weights.torch_files import load_torch_file
-            fit = load_torch_file(fv.gaussian_fit)
-            if not isinstance(fit, dict) or set(fit) != {"mean", "std"}:
-                raise ValueError(f"{fv.gaussian_fit}: expected a dict with 'mean' and 'std' "
-                                 "(PULSE's gaussian_fit.pt)")
-            gen = gen.replace_gaussian_fit(fit["mean"], fit["std"])
+        if fv.gaussian_fit:  # read and checked as import_pulse reads PULSE's fit
+            fit = weights.read_gaussian_fit(fv.gaussian_fit, gen.config.dlatent_size)
+            gen = gen.replace_gaussian_fit(**fit)
             sources.append(weights.source_record(fv.gaussian_fit, "gaussian_fit"))
         return gen, sources
     gen = weights.import_pulse(fv.synthesis, fv.mapping, fv.gaussian_fit)
