@@ -20,7 +20,8 @@ import time
 
 from absl import app, flags
 
-from pulse_jax import cli, exit_codes, files, manifest
+from pulse_jax import cli, exit_codes, files
+from pulse_jax.batch import manifest
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("photos", [], "label=folder pairs of photos")

@@ -9,7 +9,7 @@ Usage (from the repository root)::
   python -m experiments.run --config=experiments/configs/default.py --print_config
 
 The flags, the config fields and the exit status are those of ``pulse-jax upsample``
-(:mod:`pulse_jax.cli`, :mod:`pulse_jax.run_config`).
+(:mod:`pulse_jax.cli`, :mod:`pulse_jax.cli.config`).
 """
 
 import sys

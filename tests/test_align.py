@@ -19,7 +19,7 @@ from PIL import Image
 from pulse_jax import exit_codes, files
 from pulse_jax.align import (AlignError, AlignedFace, Refused, Template, align_photo,
                              framing, load_photo, paste_back, quad as quads, template)
-from pulse_jax.align.command import align_main
+from pulse_jax.cli.align_command import align_main
 from pulse_jax.align.landmarks import detect_faces
 
 DATA = pathlib.Path(__file__).parent / "data" / "align"
@@ -225,6 +225,42 @@ def test_write_template_into_a_checkpoint(tmp_path):
     assert framing.template_from_manifest(manifest).name == "t"
     pulse_jax.load_generator(path)
 
+
+
+def test_template_command(tmp_path, capsys):
+    """``pulse-jax template`` prints the template measured on the shipped model's samples; a
+    bad checkpoint is one message and status 2; the old ``python -m
+    pulse_jax.align.template`` says where the command went."""
+    import fakes
+    from pulse_jax import cli
+    env = fakes.subprocess_env(cache_dir=tmp_path / "jax_cache")
+    p = fakes.run_python(["-m", "pulse_jax.cli", "template", "--samples=6"], env)
+    assert p.returncode == exit_codes.OK, p.stderr
+    tpl = framing.Template.from_dict(json.loads(p.stdout))
+    assert tpl.name == "utkface64" and tpl.notes["images"] == 6
+    assert tpl.notes["source"] == "generator samples (seed 0, 6 drawn)"
+    assert cli.run(["template", f"--checkpoint={tmp_path}/none"]) == exit_codes.USAGE
+    err = capsys.readouterr().err
+    assert f"{tmp_path}/none" in err and "Traceback" not in err
+    old = fakes.run_python(["-m", "pulse_jax.align.template", "--samples=6"], env)
+    assert old.returncode == 1 and "pulse-jax template" in old.stderr, old.stderr
+
+
+def test_photos_exit_status():
+    """``upsample --align``'s status is the batch's, except that a photo or face that could
+    not be aligned turns a clean run into 1."""
+    from pulse_jax import batch
+    from pulse_jax.align import PhotosSummary, pipeline
+    from pulse_jax.align.folder import AlignSummary
+
+    def status(align_errors, **counts):
+        return PhotosSummary(AlignSummary(1, 2, align_errors), batch.Summary(**counts),
+                             pipeline.PasteSummary()).exit_status()
+
+    assert status(0, succeeded=2) == exit_codes.OK
+    assert status(1, succeeded=2) == exit_codes.BAD_INPUT
+    assert status(1, failed=1) == exit_codes.MISSED_EPS
+    assert status(0, bad=1) == exit_codes.BAD_INPUT
 
 def test_align_command_on_a_folder(tmp_path):
     photos = tmp_path / "photos"

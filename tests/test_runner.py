@@ -232,3 +232,32 @@ def test_convert_nvidia_pickle(tmp_path, env):
     assert not (tmp_path / "MARKER").exists()  # nothing from the pickle ran
     m = json.loads((out / "manifest.json").read_text())
     assert m["has_gaussian_fit"] and [s["role"] for s in m["sources"]] == ["nvidia_pickle"]
+
+
+def test_convert_nvidia_pickle_with_pulse_gaussian_fit(tmp_path, env):
+    """`--nvidia` with `--gaussian_fit=gaussian_fit.pt`: the file's fit is stored as it is
+    (no fit computed); a file that is not a fit is refused, named, with exit status 2."""
+    import numpy as np
+    import pulse_jax
+    from pulse_jax import weights
+    from test_nvidia_pickle import write_pickle
+    pkl, _ = write_pickle(tmp_path / "karras_small.pkl", tmp_path / "MARKER")
+    fit_file = DATA / "small_seed0_gaussian_fit_legacy.pt"
+    out = tmp_path / "ckpt"
+    p = _cli(["convert", f"--nvidia={pkl}", f"--gaussian_fit={fit_file}", f"--output={out}"],
+             env)
+    assert p.returncode == 0, p.stderr
+    m = json.loads((out / "manifest.json").read_text())
+    assert [s["role"] for s in m["sources"]] == ["nvidia_pickle", "gaussian_fit"]
+    assert m["has_gaussian_fit"] and "gaussian_fit" not in m  # read, not computed
+    want = weights.read_gaussian_fit(fit_file, 512)
+    got = pulse_jax.load_generator(out).gaussian_fit
+    for k in ("mean", "std"):
+        np.testing.assert_array_equal(np.asarray(got[k]), want[k])
+    not_a_fit = DATA / "small_seed0_synthesis.pt"
+    p = _cli(["convert", f"--nvidia={pkl}", f"--gaussian_fit={not_a_fit}",
+              f"--output={tmp_path / 'bad'}"], env)
+    assert p.returncode == 2 and str(not_a_fit) in p.stderr, p.stderr
+    assert "'mean' and 'std'" in p.stderr
+    _no_traceback(p)
+    assert not (tmp_path / "bad").exists()

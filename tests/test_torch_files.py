@@ -1,4 +1,4 @@
-"""Tests for pulse_jax.weights.torch_files: reading PyTorch .pt files safely without torch.
+"""Tests for pulse_jax.weights.torch.files: reading PyTorch .pt files safely without torch.
 
 Real files written by PyTorch (tests/data) check the common paths. Hand-made files, written by
 the small fake-torch writer below (fake ``torch`` modules are put in ``sys.modules`` only while

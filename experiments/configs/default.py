@@ -1,5 +1,5 @@
 """The reference's settings (every flag of PULSE's ``run.py`` with its default) and ours:
-the config of ``pulse-jax upsample``, documented in ``pulse_jax/run_config.py``.
+the config of ``pulse-jax upsample``, documented in ``pulse_jax/cli/config.py``.
 
 Run::
 
@@ -7,6 +7,6 @@ Run::
       --config.input_dir=input --config.output_dir=runs
 """
 
-from pulse_jax.run_config import get_config
+from pulse_jax.cli.config import get_config
 
 __all__ = ["get_config"]

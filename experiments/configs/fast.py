@@ -12,7 +12,7 @@ Fewer steps miss eps more often (more steps lower the final l2; docs/reference.m
 and success"); look at the contact sheets to see how much the restarts differ.
 """
 
-from pulse_jax import run_config
+from pulse_jax.cli import config as run_config
 
 
 def get_config():

@@ -7,7 +7,7 @@ Run::
       --checkpoint=/tmp/tiny_ckpt --input_dir=/tmp/faces --output_dir=/tmp/out
 """
 
-from pulse_jax import run_config
+from pulse_jax.cli import config as run_config
 
 
 def get_config():

@@ -36,7 +36,7 @@ import numpy as np
 from pulse_jax import files, folder_lock, images, inputs
 from pulse_jax.align import aligner, framing, photos
 from pulse_jax.align.errors import AlignError
-from pulse_jax.faces import safe_stem, unique_names
+from pulse_jax.files import safe_stem, unique_names
 
 __all__ = ["MANIFEST", "AlignSummary", "align_folder", "lr_versions", "photo_names"]
 
@@ -71,7 +71,7 @@ def lr_versions(crops: np.ndarray, lr_size: int) -> np.ndarray:
 
 def photo_names(paths: Sequence[str | os.PathLike]) -> list[str]:
     """The photos' output names, in order: each stem as a plain file name
-    (:func:`pulse_jax.faces.safe_stem`), then ``-2``, ``-3``, ... for a name (case-insensitive)
+    (:func:`pulse_jax.files.safe_stem`), then ``-2``, ``-3``, ... for a name (case-insensitive)
     already taken, so every photo has its own crops ``{name}_{k}.png`` and pasted photo."""
     stems = [safe_stem(pathlib.Path(p).stem) for p in paths]
     return unique_names(stems, lambda n: [n.lower()])

@@ -135,7 +135,7 @@ def template_for(manifest: Mapping[str, Any] | None, choice: str = "auto",
     stored = None if manifest is None else template_from_manifest(manifest)
     if choice == "checkpoint" and stored is None:
         raise ValueError(f"checkpoint {where or '(none)'} stores no framing template; make one "
-                         "with python -m pulse_jax.align.template --checkpoint=DIR --write, "
+                         "with pulse-jax template --checkpoint=DIR --write, "
                          "or use --template=ffhq")
     return FFHQ if choice == "ffhq" or stored is None else stored
 

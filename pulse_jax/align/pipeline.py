@@ -1,6 +1,6 @@
 """Photos in, photos out: align every face, upsample the LR crops, paste the HR faces back.
 
-``pulse-jax upsample --align`` runs, in ``output_dir``:
+:func:`upsample_photos` (``pulse-jax upsample --align``) runs, in ``output_dir``:
 
 1. :func:`align_photos`: every face of every photo is aligned to the generator's framing
    (the template stored in its checkpoint, else FFHQ's) into ``aligned/`` with its LR
@@ -19,25 +19,36 @@ Steps 1 and 3 hold ``output_dir``'s lock (:mod:`pulse_jax.folder_lock`) as the b
 step 2, so a second run into the folder raises ``OutputBusyError`` instead of rewriting the
 crops or photos of this one. In a multi-process job (``jax.distributed``) process 0 does
 steps 1 and 3 alone, so ``aligned/`` and ``photos/`` are written once.
+
+:func:`align_for_checkpoint` (``pulse-jax align``) is step 1 alone, into a folder of its own,
+for the generator of a checkpoint.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import pathlib
 import sys
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from pulse_jax import files, images
 from pulse_jax.align import folder, framing, paste, photos
-from pulse_jax.faces import safe_stem
+from pulse_jax.files import safe_stem
 
-__all__ = ["ALIGNED", "PHOTOS", "PasteSummary", "align_photos", "default_lr_size",
-           "paste_results"]
+if TYPE_CHECKING:
+    from pulse_jax.batch import BatchOptions, Summary
+    from pulse_jax.generator import Generator
+    from pulse_jax.search import SearchConfig
+
+__all__ = ["ALIGNED", "PHOTOS", "PasteSummary", "PhotosSummary", "align_for_checkpoint",
+           "align_photos", "default_lr_size", "paste_results", "upsample_photos"]
 
 ALIGNED = "aligned"
 PHOTOS = "photos"
+
+_logger = logging.getLogger(__name__)
 
 
 def default_lr_size(resolution: int) -> int:
@@ -53,7 +64,7 @@ def align_photos(photos_spec, output_dir: os.PathLike, resolution: int, lr_size:
     ``resolution`` whose checkpoint manifest is ``checkpoint_manifest``. In a multi-process
     job process 0 aligns and the others wait for it and take its counts, so the folder and
     its manifest are written once."""
-    from pulse_jax import multihost
+    from pulse_jax.batch import multihost
     out = pathlib.Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     pi, pc = _process()
@@ -124,7 +135,7 @@ def paste_results(output_dir: os.PathLike,
                   log: Optional[Callable[[str], None]] = None) -> PasteSummary:
     """Step 3: pastes every HR result of ``output_dir`` back into its photo (module doc);
     in a multi-process job only process 0 does, after it merged the manifests."""
-    from pulse_jax import multihost
+    from pulse_jax.batch import multihost
     out = pathlib.Path(output_dir)
     pi, pc = _process()
     with multihost.hold_output(out, pi, pc, log or _stderr):
@@ -132,7 +143,7 @@ def paste_results(output_dir: os.PathLike,
 
 
 def _paste_all(out: pathlib.Path, log: Optional[Callable[[str], None]]) -> PasteSummary:
-    from pulse_jax import manifest as batch_manifest
+    from pulse_jax.batch import manifest as batch_manifest
     aligned = files.read_jsonl(out / ALIGNED / folder.MANIFEST)
     results = {_key(r["input"]): r for r in batch_manifest.read_records(out) if "input" in r}
     target = out / PHOTOS / "manifest.jsonl"
@@ -164,3 +175,115 @@ def _paste_all(out: pathlib.Path, log: Optional[Callable[[str], None]]) -> Paste
             log(f"{photo_path} -> {written}: {sum('hr' in x for x in links)} of {len(links)} "
                 "faces replaced")
     return summary
+
+
+def _checkpoint_facts(choice: str, log: Callable[[str], None]
+                      ) -> tuple[Optional[int], Optional[dict], str]:
+    """(resolution, manifest, path) of the checkpoint ``choice``; (None, None, "") if no
+    checkpoint can be found and none was asked for."""
+    from pulse_jax import weights
+    try:
+        path = weights.resolve_checkpoint(choice, log=log)
+        manifest = weights.read_manifest(path)
+    except (weights.CheckpointError, OSError, ValueError):
+        if choice:
+            raise
+        return None, None, ""
+    return int(manifest["config"]["resolution"]), manifest, str(path)
+
+
+def align_for_checkpoint(photos_spec, output_dir: os.PathLike, checkpoint: str = "", *,
+                         size: int = 0, lr_size: int = 32, num_landmarks: int = 5,
+                         template: str = "auto", log: Optional[Callable[[str], None]] = None,
+                         **options) -> folder.AlignSummary:
+    """Aligns the photos of ``photos_spec`` into ``output_dir`` for the generator of
+    ``checkpoint`` (:func:`pulse_jax.weights.resolve_checkpoint`; "" and none found: crops
+    of 1024 px framed as FFHQ).
+
+    Args:
+      size: the crops' side; 0: the generator's resolution (else 1024).
+      lr_size: the LR side, dividing ``size`` (0: no LR files).
+      num_landmarks: dlib's 5-point model (licence-clean) or 68 (the reference's recipe).
+      template: "auto" (the checkpoint's stored template if it has one, else FFHQ's),
+        "ffhq" or "checkpoint" (:func:`pulse_jax.align.framing.template_for`).
+      options: :func:`pulse_jax.align.folder.align_folder`'s (``min_face_px`` ...).
+
+    Returns:
+      the :class:`~pulse_jax.align.folder.AlignSummary`. ImportError without the align extra
+      (before anything else is done), ``CheckpointError`` for a checkpoint asked for and
+      not found, ValueError (``ImageError``: no photos) and ``OutputBusyError`` as
+      :func:`~pulse_jax.align.folder.align_folder`.
+    """
+    from pulse_jax.align import landmarks
+    say = log or _logger.info
+    landmarks.load_dlib()
+    landmarks.predictor_path(num_landmarks)
+    resolution, manifest, path = _checkpoint_facts(checkpoint, say)
+    tpl = framing.template_for(manifest, template, path)
+    size = size or resolution or 1024
+    say(f"pulse-jax align: {size}x{size} crops, template {tpl.name}, "
+        f"{num_landmarks} landmarks" + (f", for {path}" if path else ""))
+    return folder.align_folder(photos_spec, output_dir, size, lr_size, tpl, num_landmarks,
+                               log=say, **options)
+
+
+@dataclasses.dataclass
+class PhotosSummary:
+    """What :func:`upsample_photos` did, step by step."""
+
+    aligned: folder.AlignSummary
+    batch: Summary
+    pasted: PasteSummary
+
+    def exit_status(self) -> int:
+        """The batch's status (:func:`pulse_jax.batch.exit_status`), except that a photo or
+        face that could not be aligned makes an otherwise clean run :data:`BAD_INPUT
+        <pulse_jax.exit_codes.BAD_INPUT>`."""
+        from pulse_jax import batch, exit_codes
+        status = batch.exit_status(self.batch)
+        if self.aligned.errors and status == exit_codes.OK:
+            return exit_codes.BAD_INPUT
+        return status
+
+
+def upsample_photos(generator: Generator, photos_spec, output_dir: os.PathLike,
+                    search_config: Optional[SearchConfig] = None,
+                    options: Optional[BatchOptions] = None, *,
+                    checkpoint_manifest: Optional[dict] = None, lr_size: int = 0,
+                    num_landmarks: int = 5,
+                    log: Optional[Callable[[str], None]] = None) -> PhotosSummary:
+    """Photos in, photos out: the three steps of the module doc, in ``output_dir``.
+
+    Args:
+      generator: the :class:`~pulse_jax.Generator` (with a Gaussian fit).
+      photos_spec: photos (:func:`pulse_jax.inputs.discover_inputs`: a folder, a glob, a
+        list file).
+      search_config, options: the search and the batch options of step 2
+        (:func:`pulse_jax.batch.run_batch`; None: their defaults).
+      checkpoint_manifest: the generator's checkpoint manifest, whose stored framing
+        template the crops follow (None or none stored: FFHQ's).
+      lr_size: the LR crops' side; 0: :func:`default_lr_size` of the generator.
+      num_landmarks: 5 (licence-clean) or 68 (the reference's recipe, non-commercial).
+      log: told every step's messages and summaries (default ``logging.info``).
+
+    Returns:
+      a :class:`PhotosSummary` (``exit_status()`` is the command's). ValueError when no face
+      could be aligned, and as the steps raise (``ImageError``: no photos; ImportError
+      without the align extra; ``OutputBusyError``: another run writes into ``output_dir``).
+    """
+    from pulse_jax import batch
+    from pulse_jax.search import SearchConfig
+    say = log or _logger.info
+    lr_size = lr_size or default_lr_size(generator.resolution)
+    aligned = align_photos(photos_spec, output_dir, generator.resolution, lr_size,
+                           checkpoint_manifest, num_landmarks, say)
+    say(aligned.format())
+    if not aligned.faces:
+        raise ValueError(f"--align: no face could be aligned in {photos_spec}")
+    lr_dir = pathlib.Path(output_dir) / ALIGNED / folder.LR_FOLDER
+    summary = batch.run_batch(generator, str(lr_dir), output_dir,
+                              search_config or SearchConfig(), options, log=say)
+    say(summary.format())
+    pasted = paste_results(output_dir, say)
+    say(pasted.format())
+    return PhotosSummary(aligned, summary, pasted)

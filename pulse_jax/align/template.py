@@ -2,10 +2,12 @@ r"""A generator's framing template, measured on faces it draws.
 
 ::
 
-  python -m pulse_jax.align.template --checkpoint=DIR [--samples=200] [--seed=0] [--write]
+  pulse-jax template --checkpoint=DIR [--samples=200] [--seed=0] [--write]
 
-renders ``--samples`` random faces with the checkpoint's generator (z ~ N(0, I) through its
-mapping network, one w for every layer, random noise: ``Generator.sample``), upscales small
+(:mod:`pulse_jax.cli.template_command`, calling :func:`measure_checkpoint` and
+:func:`write_template`) renders ``--samples`` random faces with the checkpoint's generator
+(z ~ N(0, I) through its mapping network, one w for every layer, random noise:
+``Generator.sample``), upscales small
 ones bicubically to 256 px (dlib's HOG detector misses faces under about 80 px), places dlib's
 5 and 68 landmarks on each face found, and prints the template (trimmed-mean anchor positions in
 [0, 1] crop coordinates, :class:`~pulse_jax.align.framing.Template`) as JSON, with the eye
@@ -19,18 +21,18 @@ the checkpoint's manifest under ``align_template`` (the checkpoint is rewritten 
 
 from __future__ import annotations
 
-import json
 import os
+import pathlib
 import sys
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 from PIL import Image
 
 from pulse_jax.align import framing, landmarks, quad as quads
 
-__all__ = ["estimate_template", "fit_ffhq5", "framing_summary", "generator_samples", "main",
-           "write_template"]
+__all__ = ["estimate_template", "fit_ffhq5", "framing_summary", "generator_samples",
+           "measure_checkpoint", "write_template"]
 
 _DETECT_SIDE = 256
 
@@ -149,33 +151,24 @@ def write_template(checkpoint: str | os.PathLike, template: framing.Template) ->
     ckpt.update_manifest(checkpoint, {framing.MANIFEST_KEY: template.to_dict()})
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pulse_jax.align.template``; returns the exit status."""
-    from absl import flags
-    from pulse_jax import exit_codes, weights
-    fv = flags.FlagValues()
-    flags.DEFINE_string("checkpoint", "default", "generator checkpoint: a folder, ffhq1024 or "
-                        "default (the shipped model)", flag_values=fv)
-    flags.DEFINE_integer("samples", 200, "faces to render", flag_values=fv)
-    flags.DEFINE_integer("seed", 0, "random seed of the faces", flag_values=fv)
-    flags.DEFINE_bool("write", False, "store the template in the checkpoint's manifest",
-                      flag_values=fv)
-    try:
-        fv(["template", *(sys.argv[1:] if argv is None else argv)])
-        path = weights.resolve_checkpoint(fv.checkpoint)
-        gen = weights.load_generator(path)
-        faces = generator_samples(gen, fv.samples, fv.seed)
-        tpl = estimate_template(faces, name=path.name, notes={
-            "source": f"generator samples (seed {fv.seed}, {fv.samples} drawn)"})
-    except (flags.Error, ValueError, OSError, ImportError) as e:
-        print(f"pulse_jax.align.template: {e}", file=sys.stderr)
-        return exit_codes.USAGE
-    print(json.dumps(tpl.to_dict(), indent=1))
-    if fv.write:
-        write_template(path, tpl)
-        print(f"written to {path}", file=sys.stderr)
-    return exit_codes.OK
+def measure_checkpoint(checkpoint: str | os.PathLike = "default", samples: int = 200,
+                       seed: int = 0) -> tuple[pathlib.Path, framing.Template]:
+    """The framing template of a checkpoint's generator, measured on ``samples`` faces it
+    draws from ``seed`` (:func:`generator_samples`, :func:`estimate_template`).
+
+    Returns:
+      ``(the checkpoint's folder, the template)``, named after the folder. ``CheckpointError``
+      (a ValueError) if ``checkpoint`` is not found (:func:`pulse_jax.weights.resolve_checkpoint`),
+      ValueError if no face is found, ImportError without the align extra.
+    """
+    from pulse_jax import weights
+    path = weights.resolve_checkpoint(checkpoint)
+    gen = weights.load_generator(path)
+    faces = generator_samples(gen, samples, seed)
+    return path, estimate_template(faces, name=path.name, notes={
+        "source": f"generator samples (seed {seed}, {samples} drawn)"})
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the command moved to the cli, with the other commands
+    sys.exit("python -m pulse_jax.align.template is now `pulse-jax template` (same flags; "
+             "`pulse-jax template --help` lists them)")

@@ -6,10 +6,11 @@ r"""``pulse-jax align``: every face of every photo, aligned for a generator, wit
                   [--lr_size=32] [--landmarks=5|68] [--template=auto|ffhq|checkpoint]
   pulse-jax upsample --input_dir=aligned/lr --output_dir=runs   # then PULSE on the LR faces
 
-``--size`` defaults to the resolution of ``--checkpoint``'s generator (resolved as
+The flags are those of :func:`pulse_jax.align.pipeline.align_for_checkpoint`, which does the
+work: ``--size`` defaults to the resolution of ``--checkpoint``'s generator (resolved as
 ``upsample`` does: a folder, ``ffhq1024``, ``default``, or empty for FFHQ if converted, else
 the shipped model); ``--template=auto`` uses the checkpoint's stored template if its manifest
-has one (``python -m pulse_jax.align.template --write``), else FFHQ's. ``--landmarks=68`` is
+has one (``pulse-jax template --write``), else FFHQ's. ``--landmarks=68`` is
 the reference's exact recipe but its model is for non-commercial use only (docs/align.md).
 
 Exit status (:mod:`pulse_jax.exit_codes`): 0 every photo gave its faces; 1 some photo or face
@@ -27,6 +28,7 @@ from typing import Callable, Optional
 from absl import flags
 
 from pulse_jax import exit_codes, folder_lock
+from pulse_jax.cli import common
 
 __all__ = ["align_main"]
 
@@ -55,30 +57,17 @@ def _flags() -> flags.FlagValues:
     return fv
 
 
-def _generator_facts(choice: str, log: Callable[[str], None]
-                     ) -> tuple[Optional[int], Optional[dict], str]:
-    """(resolution, manifest, path) of the checkpoint ``choice``; (None, None, "") if no
-    checkpoint can be found and none was asked for."""
-    from pulse_jax import weights
-    from pulse_jax.weights import checkpoint as ckpt
-    try:
-        path = weights.resolve_checkpoint(choice, log=log)
-        manifest = ckpt.read_manifest(path)
-    except (weights.CheckpointError, OSError, ValueError):
-        if choice:
-            raise
-        return None, None, ""
-    return int(manifest["config"]["resolution"]), manifest, str(path)
+def _say(msg: str) -> None:
+    print(f"pulse-jax align: {msg}", file=sys.stderr, flush=True)
 
 
-def align_main(argv: list[str], log: Callable[[str], None] | None = None) -> int:
+def align_main(argv: list[str], log: Optional[Callable[[str], None]] = None) -> int:
     """Runs ``pulse-jax align`` with ``argv`` (the flags after ``align``); returns the exit
     status. Problems with flags, checkpoint or inputs print one message and return 2."""
-    def say(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
-    log = log or say
+    from pulse_jax.align import folder, pipeline
+    log = log or common.log
     fv = _flags()
-    if any(a in ("-h", "--help", "-help", "--helpshort") for a in argv):
+    if any(a in common.HELP for a in argv):
         print(f"{_USAGE}\n\n{fv.get_help()}")
         return exit_codes.OK
     try:
@@ -87,23 +76,16 @@ def align_main(argv: list[str], log: Callable[[str], None] | None = None) -> int
             raise ValueError(f"unexpected arguments {rest} (flags look like --input_dir=DIR)")
         if not fv.input_dir or not fv.output_dir:
             raise ValueError("--input_dir and --output_dir are required")
-        from pulse_jax.align import folder, framing, landmarks
-        landmarks.load_dlib()
-        landmarks.predictor_path(int(fv.landmarks))
-        resolution, manifest, path = _generator_facts(fv.checkpoint, log)
-        template = framing.template_for(manifest, fv.template, path)
-        size = fv.size or resolution or 1024
-        log(f"pulse-jax align: {size}x{size} crops, template {template.name}, "
-            f"{fv.landmarks} landmarks" + (f", for {path}" if path else ""))
-        summary = folder.align_folder(fv.input_dir, fv.output_dir, size, fv.lr_size,
-                                      template, int(fv.landmarks), log=log,
-                                      min_face_px=fv.min_face_px)
+        summary = pipeline.align_for_checkpoint(
+            fv.input_dir, fv.output_dir, fv.checkpoint, size=fv.size or 0,
+            lr_size=fv.lr_size, num_landmarks=int(fv.landmarks), template=fv.template,
+            log=log, min_face_px=fv.min_face_px)
     except folder_lock.OutputBusyError as e:
-        say(f"pulse-jax align: {e}")
+        _say(str(e))
         return exit_codes.BUSY
     except (flags.Error, ValueError, OSError, ImportError) as e:
         # ImageError (no photos) and CheckpointError are ValueErrors.
-        say(f"pulse-jax align: {e}")
+        _say(str(e))
         return exit_codes.USAGE
     log(summary.format())
     log(f"manifest: {pathlib.Path(fv.output_dir) / folder.MANIFEST}")
