@@ -32,7 +32,7 @@ import numpy as np
 from absl import app, flags
 from PIL import Image
 
-from pulse_jax.align import aligner, framing, landmarks, quad as quads, template
+from pulse_jax.align import aligner, detect, framing, quad as quads, template
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data", "../shared/data/ffhq10", "folder of FFHQ-aligned faces")
@@ -66,7 +66,7 @@ def background(seed: int) -> Image.Image:
 def points_on(crop: np.ndarray) -> np.ndarray | None:
     """The 5-point model's points on a crop, in [0, 1] crop coordinates (the face box found
     on a copy reduced to 256 px, where the HOG detector finds every FFHQ crop's face)."""
-    found = landmarks.detect_faces(crop, 5, max_detect_side=256)
+    found = detect.detect_faces(crop, 5, max_detect_side=256, min_face_px=0, verify=False)
     if not found:
         return None
     best = max(found, key=lambda f: f.box[2] - f.box[0])

@@ -1,28 +1,32 @@
 """One photo in, its aligned faces out: detection, the framing quad, checks, the crop.
 
-:func:`align_photo` chains :func:`~pulse_jax.align.landmarks.detect_faces`,
-:func:`~pulse_jax.align.framing.face_quad` and :func:`~pulse_jax.align.crop.crop_quad`,
-refusing faces that cannot give a faithful crop:
+:func:`align_photo` chains :func:`~pulse_jax.align.detect.detect_faces`,
+:func:`~pulse_jax.align.framing.face_quad` and :func:`~pulse_jax.align.crop.crop_quad`, and
+decides for each detection (:class:`~pulse_jax.align.rules.FaceRules`):
 
-- **too small**: a crop quad under ``min_face_px`` photo pixels a side (default 64: the
-  eyes are then about 16 px apart, where dlib's landmarks wander by several percent of the
-  crop; the HOG detector itself stops near 40 px boxes);
-- **cut by the border**: an eye or nose anchor outside the photo, or less than
-  ``min_inside`` (half) of the crop's area on the photo. The recipe pads the rest with
-  blurred reflections, which a generator would then "restore" as if it were face.
+- **skipped** (by choice, not a problem): not confirmed as a face by the CNN check, not among
+  the faces the user named, or large enough that PULSE has nothing to add
+  (:func:`~pulse_jax.align.rules.lr_size_for`);
+- **refused** (it cannot give a faithful crop): a crop under ``min_face_px`` photo pixels or
+  below the smallest LR side; or **cut by the border**: an eye or nose anchor outside the
+  photo, or less than ``min_inside`` (half) of the crop's area on the photo. The recipe pads
+  the rest with blurred reflections, which a generator would then "restore" as if it were
+  face.
 
-A refused face is returned as a :class:`Refused` record, so a folder run can report it and go
-on; a photo with no face at all raises :class:`~pulse_jax.align.errors.AlignError`.
+Skipped and refused faces are returned as :class:`Refused` records (``skipped`` tells them
+apart), so a folder run can report them and go on; a photo with no face at all raises
+:class:`~pulse_jax.align.errors.AlignError`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from typing import Optional
 
 import numpy as np
 
-from pulse_jax.align import crop, framing, landmarks, quad as quads
+from pulse_jax.align import crop, detect, framing, quad as quads, rules as face_rules
 from pulse_jax.align.errors import AlignError
 
 __all__ = ["AlignedFace", "Refused", "align_photo", "inside_fraction"]
@@ -39,6 +43,9 @@ class AlignedFace:
       quad: ``[4, 2]`` where the crop lies in the photo (TL, BL, BR, TR); with the crop's
         size it inverts the crop (:mod:`pulse_jax.align.quad`, :mod:`pulse_jax.align.paste`).
       image: ``[S, S, 3]`` uint8, the aligned crop.
+      score, cnn_score: the detector's (:class:`pulse_jax.align.detect.Face`).
+      crop_px: the side the crop covers in the photo (its quad's), photo pixels.
+      lr_size: its LR side (:func:`pulse_jax.align.rules.lr_size_for`; 0: no LR).
     """
 
     index: int
@@ -46,16 +53,25 @@ class AlignedFace:
     landmarks: np.ndarray
     quad: np.ndarray
     image: np.ndarray
+    score: float = float("nan")
+    cnn_score: Optional[float] = float("nan")
+    crop_px: float = float("nan")
+    lr_size: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
 class Refused:
-    """A detected face that was not aligned, with the reason (``str(error)``)."""
+    """A detected face that was not aligned, with the reason (``str(error)``); ``skipped``:
+    by choice (module doc), not an input problem."""
 
     index: int
     box: np.ndarray
     landmarks: np.ndarray
     error: AlignError
+    score: float = float("nan")
+    cnn_score: Optional[float] = float("nan")
+    crop_px: float = float("nan")
+    skipped: bool = False
 
 
 def inside_fraction(quad: np.ndarray, width: int, height: int, grid: int = 32) -> float:
@@ -69,7 +85,7 @@ def inside_fraction(quad: np.ndarray, width: int, height: int, grid: int = 32) -
     return float(ok.mean())
 
 
-def _check(face: landmarks.Face, quad: np.ndarray, qsize: float, shape: tuple[int, ...],
+def _check(face: detect.Face, quad: np.ndarray, qsize: float, shape: tuple[int, ...],
            min_face_px: float, min_inside: float, where: os.PathLike | None) -> None:
     h, w = shape[:2]
     if qsize < min_face_px:
@@ -88,9 +104,18 @@ def _check(face: landmarks.Face, quad: np.ndarray, qsize: float, shape: tuple[in
                                 f"(minimum {min_inside:.0%})")
 
 
+def _skip_reason(face: detect.Face, k: int, rules: face_rules.FaceRules) -> Optional[str]:
+    if rules.faces is not None:
+        return None if k in rules.faces else "not among the faces chosen (--faces)"
+    if rules.verify and not face.verified:
+        return (f"not confirmed as a face by the CNN detector (HOG score {face.score:.2f}): "
+                f"a face-like pattern? --faces={k} replaces it")
+    return None
+
+
 def align_photo(photo: np.ndarray, size: int, *, template: framing.Template = framing.FFHQ,
-                num_landmarks: int = 5, min_face_px: float = 64.0, min_inside: float = 0.5,
-                max_detect_side: int = 1600, transform_size: int | None = None,
+                num_landmarks: int = 5, rules: face_rules.FaceRules = face_rules.EVERY_FACE,
+                detect_options: Optional[dict] = None, transform_size: int | None = None,
                 path: os.PathLike | None = None) -> list[AlignedFace | Refused]:
     """Every face of ``photo`` aligned to ``template`` at ``size x size``.
 
@@ -99,8 +124,10 @@ def align_photo(photo: np.ndarray, size: int, *, template: framing.Template = fr
       size: the crop's side (the generator's resolution).
       template: the framing (:data:`~pulse_jax.align.framing.FFHQ` or a points template).
       num_landmarks: 5 (default, licence-clean) or 68 (the reference's; non-commercial).
-      min_face_px, min_inside: the refusal thresholds above.
-      max_detect_side: detection runs on a copy reduced to this longer side.
+      rules: which faces are used and their LR sides (module doc; default: every confirmed
+        face, no LR).
+      detect_options: :func:`pulse_jax.align.detect.detect_faces`'s (``min_face_px``,
+        ``min_score``, ``max_detect_side`` ...); ``verify`` follows ``rules.verify``.
       transform_size: the recipe's intermediate size (default ``4 * size``).
       path: the photo's file, named in errors.
 
@@ -110,19 +137,34 @@ def align_photo(photo: np.ndarray, size: int, *, template: framing.Template = fr
     Raises:
       AlignError: no face found.
     """
-    found = landmarks.detect_faces(photo, num_landmarks, max_detect_side=max_detect_side)
+    found = detect.detect_faces(photo, num_landmarks,
+                                **{"verify": rules.verify, **(detect_options or {})})
     if not found:
         h, w = photo.shape[:2]
         raise AlignError(path, f"no face found in the {w}x{h} photo (dlib's frontal HOG "
-                               "detector finds upright faces of about 40 px or more)")
+                               "detector finds upright faces of about 20 px or more)")
     out: list[AlignedFace | Refused] = []
     for k, face in enumerate(found):
         quad, qsize = framing.face_quad(face.landmarks, template)
+        facts = {"score": face.score, "cnn_score": face.cnn_score, "crop_px": float(qsize)}
+        reason = _skip_reason(face, k, rules)
+        if reason is not None:
+            out.append(Refused(k, face.box, face.landmarks, AlignError(path, reason),
+                               skipped=True, **facts))
+            continue
         try:
-            _check(face, quad, qsize, photo.shape, min_face_px, min_inside, path)
+            _check(face, quad, qsize, photo.shape, rules.min_face_px, rules.min_inside, path)
         except AlignError as e:
-            out.append(Refused(k, face.box, face.landmarks, e))
+            out.append(Refused(k, face.box, face.landmarks, e, **facts))
+            continue
+        choice = face_rules.lr_size_for(qsize, size, rules)
+        if choice.refused or choice.skipped:
+            where = f"face at {face.box.astype(int).tolist()}"
+            out.append(Refused(k, face.box, face.landmarks,
+                               AlignError(path, f"{where}: {choice.refused or choice.skipped}"),
+                               skipped=choice.skipped is not None, **facts))
             continue
         image = crop.crop_quad(photo, quad, size, qsize=qsize, transform_size=transform_size)
-        out.append(AlignedFace(k, face.box, face.landmarks, quad, image))
+        out.append(AlignedFace(k, face.box, face.landmarks, quad, image,
+                               lr_size=choice.lr_size, **facts))
     return out

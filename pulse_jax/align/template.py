@@ -29,7 +29,7 @@ from typing import Iterable
 import numpy as np
 from PIL import Image
 
-from pulse_jax.align import framing, landmarks, quad as quads
+from pulse_jax.align import detect, framing, quad as quads
 
 __all__ = ["estimate_template", "fit_ffhq5", "framing_summary", "generator_samples",
            "measure_checkpoint", "write_template"]
@@ -52,7 +52,7 @@ def _landmarks_of(face: np.ndarray, num: int) -> np.ndarray | None:
     side = face.shape[0]
     if side < _DETECT_SIDE:
         face = np.asarray(Image.fromarray(face).resize((_DETECT_SIDE,) * 2, Image.BICUBIC))
-    found = landmarks.detect_faces(face, num)
+    found = detect.detect_faces(face, num, min_face_px=0, verify=False)  # all faces
     if not found:
         return None
     best = max(found, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))

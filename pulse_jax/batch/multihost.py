@@ -38,6 +38,12 @@ __all__ = ["distributed_requested", "from_process_0", "hold_output", "initialize
 DISTRIBUTED_ENV = "PULSE_JAX_DISTRIBUTED"
 
 
+def process() -> tuple[int, int]:
+    """This process's index and count in a ``jax.distributed`` job ((0, 1) alone)."""
+    import jax
+    return jax.process_index(), jax.process_count()
+
+
 def distributed_requested(flag: bool) -> bool:
     """``flag``, or ``$PULSE_JAX_DISTRIBUTED`` set to 1/true/yes."""
     return bool(flag) or os.environ.get(DISTRIBUTED_ENV, "").lower() in ("1", "true", "yes")

@@ -97,7 +97,13 @@ _OWN = dict(
     num_processes=0,          # 0 = auto-detect
     process_id=-1,            # -1 = auto-detect
     align=False,              # input_dir holds photos: align, upsample, paste back
-    align_lr_size=0,          # LR side of the aligned faces; 0 = resolution / 32, at least 8
+    align_upscale=1,          # output photos this many times larger (1: the input's size)
+    align_lr_size=0,          # one LR side for every face; 0 = each face's own (the size rule)
+    align_replace_large_faces=False,  # also replace faces already at the generator's size
+    align_faces="",           # face indices to replace, e.g. "0,2" ("" = every confirmed face)
+    align_verify=True,        # replace only detections the CNN detector confirms as faces
+    align_min_score=0.0,      # the HOG detector's threshold (dlib's 0)
+    align_min_face_px=20.0,   # the smallest face box looked for (0: the reference's one pass)
     align_landmarks=5,        # 5 (licence-clean, default) or 68 (the reference's recipe)
 )
 

@@ -1,8 +1,8 @@
 r"""``pulse-jax upsample``: its flags, and :func:`upsample` for a resolved config.
 
 The flags become a :mod:`pulse_jax.cli.config` config (``--config.FIELD=VALUE`` overrides a
-field; ``--input_dir``, ``--output_dir``, ``--checkpoint``, ``--seed`` and ``--align`` are
-shorthands that win over them); :func:`upsample` loads the generator and calls one library
+field; ``--input_dir``, ``--output_dir``, ``--checkpoint``, ``--seed``, ``--align``,
+``--upscale``, ``--faces`` and ``--replace_large_faces`` are shorthands that win over them); :func:`upsample` loads the generator and calls one library
 function: :func:`pulse_jax.batch.run_batch` on LR faces, or with ``--align``
 :func:`pulse_jax.align.upsample_photos` on photos (align, search, paste back).
 """
@@ -20,7 +20,9 @@ from pulse_jax.cli.common import UsageError
 
 __all__ = ["command", "upsample"]
 
-_SHORTHANDS = ("input_dir", "output_dir", "checkpoint", "seed", "align")
+_SHORTHANDS = {"input_dir": "input_dir", "output_dir": "output_dir", "checkpoint": "checkpoint",
+               "seed": "seed", "align": "align", "upscale": "align_upscale",
+               "faces": "align_faces", "replace_large_faces": "align_replace_large_faces"}
 # The source checkout's root (pulse_jax/cli/ is two floors below it).
 _CHECKOUT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -60,6 +62,17 @@ def _flags(argv: list[str]) -> flags.FlagValues:
     flags.DEFINE_bool("align", None, "input_dir holds photos: align every face, upsample it "
                       "and paste it back (= --config.align; needs the align extra).",
                       flag_values=fv)
+    flags.DEFINE_integer("upscale", None, "with --align: output photos this many times larger, "
+                         "the background by Lanczos, every replaced face by PULSE "
+                         "(= --config.align_upscale; default 1: the input's size).",
+                         flag_values=fv)
+    flags.DEFINE_string("faces", None, "with --align: the face indices to replace in every "
+                        "photo, e.g. 0,2, as photos/manifest.jsonl numbers them (default: "
+                        "every face the CNN detector confirms; = --config.align_faces).",
+                        flag_values=fv)
+    flags.DEFINE_bool("replace_large_faces", None, "with --align: also replace faces whose "
+                      "crop already covers the generator's resolution (= "
+                      "--config.align_replace_large_faces).", flag_values=fv)
     flags.DEFINE_bool("print_config", False, "Print the resolved config and exit.",
                       flag_values=fv)
     return fv
@@ -80,6 +93,15 @@ def _generator(config, log: Callable[[str], None]):
     return gen, path
 
 
+def _face_rules(config):
+    """The :class:`~pulse_jax.align.FaceRules` of a config's ``align_*`` fields."""
+    from pulse_jax.align import rules
+    return rules.FaceRules(lr_size=int(config.align_lr_size) or rules.AUTO,
+                           replace_large_faces=bool(config.align_replace_large_faces),
+                           verify=bool(config.align_verify),
+                           faces=rules.parse_faces(str(config.align_faces)))
+
+
 def upsample(config, log: Callable[[str], None] = common.log) -> int:
     """Runs ``pulse-jax upsample`` for a resolved :mod:`pulse_jax.cli.config` config;
     returns the exit status. Raises :class:`UsageError` for usage/config/weights problems."""
@@ -89,6 +111,16 @@ def upsample(config, log: Callable[[str], None] = common.log) -> int:
         search_config, options = run_config.split(config)
     except (ValueError, TypeError) as e:
         raise UsageError(f"invalid config: {e}") from None
+    if not config.align and (int(config.align_upscale) != 1 or str(config.align_faces)
+                             or config.align_replace_large_faces):
+        raise UsageError("--upscale, --faces and --replace_large_faces work on photos: add "
+                         "--align (input_dir then holds photos, not LR faces)")
+    try:
+        face_rules = _face_rules(config)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if int(config.align_upscale) < 1:
+        raise UsageError(f"--upscale must be 1 or more, got {config.align_upscale}")
     if multihost.distributed_requested(config.distributed):
         try:
             multihost.initialize(config.coordinator_address, config.num_processes,
@@ -101,8 +133,11 @@ def upsample(config, log: Callable[[str], None] = common.log) -> int:
         if config.align:
             return align.upsample_photos(
                 gen, config.input_dir, config.output_dir, search_config, options,
+                upscale=int(config.align_upscale), rules=face_rules,
                 checkpoint_manifest=weights.read_manifest(path),
-                lr_size=int(config.align_lr_size), num_landmarks=int(config.align_landmarks),
+                num_landmarks=int(config.align_landmarks),
+                detect_options={"min_face_px": float(config.align_min_face_px),
+                                "min_score": float(config.align_min_score)},
                 log=log).exit_status()
         summary = batch.run_batch(gen, config.input_dir, config.output_dir, search_config,
                                   options, log=log)
@@ -127,9 +162,9 @@ def command(argv: Sequence[str]) -> int:
     except (OSError, AttributeError, KeyError, TypeError, ValueError) as e:
         raise UsageError(f"cannot load the config: {e}") from None
     with config.unlocked():
-        for name in _SHORTHANDS:
+        for name, field in _SHORTHANDS.items():
             if fv[name].value is not None:
-                config[name] = fv[name].value
+                config[field] = fv[name].value
     if fv["print_config"].value:
         print(config.to_json_best_effort(indent=2, sort_keys=True), flush=True)
         return exit_codes.OK
