@@ -17,12 +17,15 @@ import pytest
 from PIL import Image
 
 from pulse_jax import exit_codes, files
-from pulse_jax.align import (AlignError, AlignedFace, Refused, Template, align_photo,
+from pulse_jax.align import (AlignError, AlignedFace, FaceRules, Refused, Template, align_photo,
                              framing, load_photo, paste_back, quad as quads, template)
 from pulse_jax.cli.align_command import align_main
-from pulse_jax.align.landmarks import detect_faces
+from pulse_jax.align.detect import detect_faces
 
 DATA = pathlib.Path(__file__).parent / "data" / "align"
+#: The fixed-size era's photo run (every face, LR 8 for the 64 px model): these faces are
+#: larger than the generator, which the size rule would leave alone.
+FIXED8 = FaceRules(lr_size=8, replace_large_faces=True)
 
 
 def face(k: int, side: int = 256) -> Image.Image:
@@ -171,7 +174,8 @@ def test_no_face_and_unreadable_files(tmp_path):
 
 def test_small_and_cut_faces_are_refused():
     photo, _ = scene(0, 0.0, 256, (100, 150))
-    (res,) = [r for r in align_photo(photo, 64, min_face_px=10_000) if r.box[0] < 500]
+    (res,) = [r for r in align_photo(photo, 64, rules=FaceRules(lr_size=0, replace_large_faces=True,
+                                                                min_face_px=10_000)) if r.box[0] < 500]
     assert isinstance(res, Refused) and "too small" in str(res.error)
     canvas = Image.new("RGB", (400, 400), (70, 110, 150))
     place(canvas, face(0, 256), 0.0, (-60, -60))  # the face's corner is off the photo
@@ -227,6 +231,7 @@ def test_write_template_into_a_checkpoint(tmp_path):
 
 
 
+@pytest.mark.slow
 def test_template_command(tmp_path, capsys):
     """``pulse-jax template`` prints the template measured on the shipped model's samples; a
     bad checkpoint is one message and status 2; the old ``python -m
@@ -303,17 +308,21 @@ def test_lr_files_are_the_reference_downscale(tmp_path):
     assert images.load_image(tmp_path / "a.png")[0].shape == (16, 16, 3)
 
 
+@pytest.mark.slow
 def test_upsample_align_photo_in_photo_out(tmp_path):
-    """``pulse-jax upsample --align``: a photo with two faces goes in; each face is aligned
-    to the shipped model's own framing (the template in its checkpoint), searched, and
-    pasted back into a photo of the same size that is unchanged away from the faces."""
+    """``pulse-jax upsample --align --replace_large_faces``: a photo with two faces larger
+    than the generator goes in (the reference's demo: make an LR from an HR photo); each face
+    is aligned to the shipped model's own framing (the template in its checkpoint), searched
+    from the reference's 8x8, and pasted back into a photo of the same size that is unchanged
+    away from the faces."""
     from pulse_jax import cli
     photo, _ = scene(0, 8.0, 256, (60, 300))
     (tmp_path / "photos").mkdir()
     Image.fromarray(photo).save(tmp_path / "photos" / "group.png")
     out = tmp_path / "out"
     status = cli.run(["upsample", f"--input_dir={tmp_path / 'photos'}", f"--output_dir={out}",
-                      "--align", "--checkpoint=default", "--config.search.steps=3",
+                      "--align", "--replace_large_faces", "--checkpoint=default",
+                      "--config.search.steps=3",
                       "--config.search.chunk_steps=3", "--config.devices=1",
                       "--config.progress=False"])
     assert status in (0, 3)                         # 3: a face may miss eps in 3 steps
@@ -366,7 +375,7 @@ def test_photos_sharing_a_stem_keep_their_own_faces_and_photos(tmp_path):
     b, _ = scene(1, 0.0, 240, (150, 250), size=(800, 600))
     Image.fromarray(a).save(src / "me.png")
     Image.fromarray(b).save(src / "me.jpg", quality=95)
-    summary = pipeline.align_photos(src, out, 64, 8)
+    summary = pipeline.align_photos(src, out, 64, FIXED8)
     assert (summary.photos, summary.faces, summary.errors) == (2, 4, 0)
     aligned = files.read_jsonl(out / "aligned" / "manifest.jsonl")
     crops = {pathlib.Path(r["output"]).name: r for r in aligned}
@@ -402,7 +411,7 @@ def test_align_and_paste_write_nothing_outside_their_folder(tmp_path):
     Image.fromarray(photo).save(src / "...png", format="PNG")
     (src / "list.txt").write_text("...png\n")
     before = set(tmp_path.rglob("*"))
-    pipeline.align_photos(src / "list.txt", out, 64, 8)
+    pipeline.align_photos(src / "list.txt", out, 64, FIXED8)
     _fake_results(out, {"...png": (0, 1, 0)})
     pipeline.paste_results(out)
     new = set(tmp_path.rglob("*")) - before

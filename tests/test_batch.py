@@ -53,6 +53,7 @@ def test_plan_faces_names_ids_and_duplicates():
         batch.plan_faces(paths, duplicates=0)
 
 
+@pytest.mark.slow
 def test_config_hash_depends_on_what_changes_results():
     gen = fakes.tiny_generator()
     fp = batch.generator_fingerprint(gen)
@@ -107,6 +108,7 @@ def test_merge_is_idempotent(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_mixed_folder_outputs_records_resume_and_rehash(tmp_path):
     inp, out = tmp_path / "in", tmp_path / "out"
     good = fakes.write_faces(inp, 3)
@@ -186,6 +188,7 @@ def test_all_good_exit_status_and_failures_not_written(tmp_path):
     assert not list((tmp_path / "strict").glob("*.png"))
 
 
+@pytest.mark.slow
 def test_duplicates_and_intermediate_frames(tmp_path):
     inp, out = tmp_path / "in", tmp_path / "out"
     fakes.write_faces(inp, 1)
@@ -204,6 +207,7 @@ def test_duplicates_and_intermediate_frames(tmp_path):
                                       fakes.png_ok(out / f"{n}.png"))
 
 
+@pytest.mark.slow
 def test_four_devices_equal_one_device(tmp_path):
     """Same per-device batch shape: bitwise the same images and l2 on 1 and 4 devices."""
     assert len(jax.local_devices()) >= 4, "conftest fakes 4 CPU devices"

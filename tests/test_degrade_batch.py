@@ -30,6 +30,7 @@ def _mask(path, size=R, hole=(8, 20)):
     Image.fromarray(m).save(path)
 
 
+@pytest.mark.slow
 def test_masks_beside_inputs(tmp_path):
     inp, out = tmp_path / "in", tmp_path / "out"
     faces = fakes.write_faces(inp, 4, size=R)  # inpainting: observations of the HR size
@@ -62,6 +63,7 @@ def test_masks_beside_inputs(tmp_path):
     assert "error" not in recs3["face03"]
 
 
+@pytest.mark.slow
 def test_gray_observations_and_bad_shapes(tmp_path):
     inp, out = tmp_path / "in", tmp_path / "out"
     Image.fromarray(fakes.face_array(0)[..., 0]).save(inp.mkdir() or inp / "gray.png")
@@ -127,6 +129,7 @@ def test_bad_string_is_a_config_error():
         cli.upsample(config, log=lambda m: None)
 
 
+@pytest.mark.slow
 def test_command_with_a_degradation(tmp_path):
     """``pulse-jax upsample --config.degradation=...`` with the shipped model: gray 16 x 16
     observations of blurred faces are searched through that operator and each record names

@@ -104,6 +104,7 @@ def test_reference_default_keeps_its_bits(gen, starts):
     np.testing.assert_allclose(each.hr, want.hr, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_per_face_masks(shipped, search_traced_once):
     """Inpainting after a downscale: each face its own mask, the error normalised by its
     observed pixels. The search reaches every face within eps from far away; a second call

@@ -132,7 +132,8 @@ def test_two_processes_align_photos_once(tmp_path):
     port = fakes.free_port()
     procs = [subprocess.Popen(
         [sys.executable, "-m", "pulse_jax.cli", "upsample", f"--input_dir={photos}",
-         f"--output_dir={out}", "--align", "--checkpoint=default", "--config.search.steps=2",
+         f"--output_dir={out}", "--align", "--replace_large_faces", "--checkpoint=default",
+         "--config.search.steps=2",
          "--config.search.chunk_steps=2", "--config.progress=False",
          "--config.distributed=True", f"--config.coordinator_address=127.0.0.1:{port}",
          "--config.num_processes=2", f"--config.process_id={k}"],

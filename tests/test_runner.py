@@ -67,6 +67,7 @@ def test_readme_main_job(tmp_path, env, converted_home):
     assert "2 done" in p.stderr and "mean l2" in p.stderr
 
 
+@pytest.mark.slow
 def test_config_file_with_overrides(tmp_path, env, tiny_ckpt):
     fakes.write_faces(tmp_path / "in", 2)
     args = ["--config=experiments/configs/fast.py", f"--checkpoint={tiny_ckpt}",
@@ -103,6 +104,7 @@ def test_missing_weights_explains_and_exits_2(tmp_path, env):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_no_checkpoint_falls_back_to_the_shipped_model(tmp_path, env, tiny_ckpt):
     """Without --checkpoint and without FFHQ in the cache, the shipped model is used; if it
     is missing too, the instructions are printed and the status is 2."""
@@ -155,6 +157,7 @@ def test_version(env):
     assert p.stdout.startswith(f"pulse-jax {md.version('pulse-jax')} (jax {jax.__version__},")
 
 
+@pytest.mark.slow
 def test_kill_mid_batch_then_resume(tmp_path, env, tiny_ckpt):
     """SIGKILL after some faces: the rerun completes the batch; each face recorded once."""
     n = 6

@@ -180,6 +180,7 @@ def own_targets(ref):
     return gen, lr.astype(np.float32)
 
 
+@pytest.mark.slow
 def test_result_is_self_consistent(own_targets):
     gen, lr = own_targets
     res = search.upsample(gen, lr, SMALL, seed=3)
@@ -211,6 +212,7 @@ def test_select_rule(own_targets):
     np.testing.assert_array_equal(by_l2.restart, np.argmin(by_l2.restart_l2, axis=1))
 
 
+@pytest.mark.slow
 def test_deterministic_and_batch_independent(own_targets):
     gen, lr = own_targets
     cfg = SearchConfig(steps=4, restarts=2, chunk_steps=2)
@@ -300,6 +302,7 @@ def test_input_validation(own_targets):
         search.upsample(gen.replace(gaussian_fit=None), lr)
 
 
+@pytest.mark.slow
 def test_bicubic_overshoot_is_clipped_with_a_warning(own_targets):
     """Our own downscale of an image in [0, 1] can leave [0, 1] by a little: such input is
     clipped (with a warning) and searched exactly like the clipped array."""
@@ -317,6 +320,7 @@ def test_bicubic_overshoot_is_clipped_with_a_warning(own_targets):
 
 @pytest.mark.parametrize("opt_name,schedule", [("adam", "linear1cycledrop"), ("adamax", "fixed"),
                                                ("sgd", "linear1cycle"), ("sgdm", "fixed")])
+@pytest.mark.slow
 def test_optimizers_and_schedules_run(own_targets, opt_name, schedule):
     """Every optimizer/schedule runs; latent rows stay on their initial spheres."""
     gen, lr = own_targets

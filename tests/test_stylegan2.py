@@ -172,6 +172,7 @@ def test_convert_command(converted, cli_env):
     assert p.returncode == 2 and "--output" in p.stderr
 
 
+@pytest.mark.slow
 def test_upsample_command_with_a_converted_checkpoint(converted, cli_env, tmp_path):
     """The main job and the batch pipeline, unchanged, on a StyleGAN2 checkpoint."""
     import fakes

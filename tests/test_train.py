@@ -219,6 +219,7 @@ def test_batch_stream_order_resume_and_flips():
 # Style mixing, EMA.
 
 
+@pytest.mark.slow
 def test_style_mixing_changes_only_layers_past_the_crossover():
     L = G8.num_layers                                       # 4: two per block (4x4, 8x8)
     w1, w2 = jnp.ones((2, 16)), jnp.full((2, 16), 2.0)
@@ -437,6 +438,7 @@ def test_learns_on_a_toy_dataset(mesh1):
     assert dist1 < 0.5 * dist0, (dist0, dist1)
 
 
+@pytest.mark.slow
 def test_data_parallel_matches_one_device(mesh1):
     mesh4 = T.batch_mesh(4)
     assert mesh4.size == 4 and mesh4.axis_names == ("batch",)

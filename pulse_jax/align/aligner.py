@@ -107,9 +107,12 @@ def _check(face: detect.Face, quad: np.ndarray, qsize: float, shape: tuple[int, 
 def _skip_reason(face: detect.Face, k: int, rules: face_rules.FaceRules) -> Optional[str]:
     if rules.faces is not None:
         return None if k in rules.faces else "not among the faces chosen (--faces)"
-    if rules.verify and not face.verified:
-        return (f"not confirmed as a face by the CNN detector (HOG score {face.score:.2f}): "
-                f"a face-like pattern? --faces={k} replaces it")
+    cnn = face.cnn_score
+    if rules.verify and (cnn is None or cnn < rules.min_cnn_score):
+        said = ("found no face there" if cnn is None else
+                f"gave it {cnn:.2f}, under {rules.min_cnn_score:g}")
+        return (f"not confirmed as a face: the CNN detector {said} (HOG score "
+                f"{face.score:.2f}); a face-like pattern? --faces={k} replaces it")
     return None
 
 

@@ -11,12 +11,13 @@ dlib's CNN detector, landmarks on every face.
    measured on our faces: 37 px at 1, 23 px at 2), within a pixel budget, keeping only the
    boxes the first pass did not find;
 3. **a check of every box** (``verify``): dlib's MMOD CNN detector on the box's surroundings
-   resized so the box is :data:`VERIFY_BOX` px wide; a box is a face when the CNN finds one
-   there (its centre inside the box and the box's centre inside it). The HOG detector's
+   resized so the box is :data:`VERIFY_BOX` px wide; ``cnn_score`` is its confidence for a
+   face there (its centre inside the box and the box's centre inside it), which
+   :class:`pulse_jax.align.rules.FaceRules` compares with its threshold. The HOG detector's
    score alone does not separate faces from face-like things: on a 512x512 portrait it gave
    the face 1.16 and the round patch on the sitter's suit 0.12, and at 128x128 a 23 px face
-   0.58 and the patch 0.04; the CNN confirmed every face (confidence 1.04-1.09) and none of
-   the patches.
+   0.58 and the patch 0.04; the CNN found every face (confidence 1.04-1.09) and none of the
+   patches.
 
 Every detection is returned with its HOG ``score`` and ``cnn_score`` (``None``: the CNN
 found no face there), so a caller can report the ones it does not use.
@@ -62,11 +63,6 @@ class Face:
     score: float = math.nan
     cnn_score: Optional[float] = math.nan
     upsample: int = 1
-
-    @property
-    def verified(self) -> bool:
-        """Whether the CNN confirmed the box (True when the check was not run)."""
-        return self.cnn_score is not None
 
     @property
     def width(self) -> float:

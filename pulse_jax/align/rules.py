@@ -44,6 +44,10 @@ class FaceRules:
       min_lr_size: the smallest LR side the size rule gives; a smaller face is refused.
       replace_large_faces: also replace faces whose crop covers the generator's resolution.
       verify: only faces the CNN check confirms are used (``faces`` overrides it).
+      min_cnn_score: the CNN detector's confidence a confirmed face needs. dlib keeps its
+        detections above 0, but face-like drawings come out low: on our committable faces
+        and a public-domain portrait every face scored 1.02-1.09, a smiley badge 0.08 and
+        drawn cartoon faces 0.2-0.83.
       faces: the face indices to use in every photo (``None``: every confirmed face); a
         named face is used even when the CNN check did not confirm it.
       min_face_px: faces whose crop covers fewer photo pixels are refused.
@@ -54,6 +58,7 @@ class FaceRules:
     min_lr_size: int = 8
     replace_large_faces: bool = False
     verify: bool = True
+    min_cnn_score: float = 0.5
     faces: Optional[frozenset[int]] = None
     min_face_px: float = 16.0
     min_inside: float = 0.5
