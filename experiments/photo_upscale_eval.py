@@ -12,8 +12,8 @@ Two parts, each one ``pulse-jax upsample --input_dir=FOLDER --output_dir=OUT --a
 (a) **synthetic photos**: the committable faces of ``--faces`` (64x64 samples of our own
     generator) pasted, each turned by a small random angle, into 480x320 photos with a
     smooth random-colour background, at each side of ``--sizes`` (``--photos_per_size``
-    photos per side, every face in each), plus one photo with a 32 px face beside two
-    face-like decoys (a round badge and a cartoon face). The placement (Lanczos resize,
+    photos per side, every face in each), plus one photo with a 32 px face beside three
+    face-like decoys (a round smiley badge, a cartoon face and a line-drawn face). The placement (Lanczos resize,
     then a rotation about the face's centre sampled here by cubic splines) is known
     exactly, so each detection is matched to its face (its box centre inside the turned
     square) and its 5 landmarks are compared with those dlib finds on the same 64x64 face

@@ -90,7 +90,7 @@ def _check(face: detect.Face, quad: np.ndarray, qsize: float, shape: tuple[int, 
     h, w = shape[:2]
     if qsize < min_face_px:
         raise AlignError(where, f"face at {face.box.astype(int).tolist()} is too small to "
-                                f"align: its crop covers {qsize:.0f} px of the photo, under "
+                                f"align: its crop covers {qsize:.1f} px of the photo, under "
                                 f"the minimum {min_face_px:g} px (landmarks on smaller faces "
                                 "are unreliable)")
     a = framing.anchors(face.landmarks)

@@ -92,17 +92,17 @@ def lr_size_for(crop_px: float, resolution: int, rules: FaceRules = FaceRules())
         fixed = int(rules.lr_size)
         if fixed and crop_px < fixed:
             return SizeChoice(refused=f"too small for LR side {fixed}: its crop covers "
-                                      f"{crop_px:.0f} px of the photo")
+                                      f"{crop_px:.1f} px of the photo")
         return SizeChoice(lr_size=fixed)
     if crop_px >= resolution:
         if not rules.replace_large_faces:
-            return SizeChoice(skipped=f"its crop covers {crop_px:.0f} px of the photo, at least "
+            return SizeChoice(skipped=f"its crop covers {crop_px:.1f} px of the photo, at least "
                                       f"the generator's {resolution}: PULSE has nothing to add "
                                       "(--replace_large_faces replaces it)")
         return SizeChoice(lr_size=default_lr_size(resolution))
     fits = [s for s in inputs.valid_lr_sizes(resolution) if s <= crop_px]
     if not fits or fits[-1] < rules.min_lr_size:
-        return SizeChoice(refused=f"too small: its crop covers {crop_px:.0f} px of the photo, "
+        return SizeChoice(refused=f"too small: its crop covers {crop_px:.1f} px of the photo, "
                                   f"under the smallest LR side {rules.min_lr_size}")
     return SizeChoice(lr_size=fits[-1])
 
