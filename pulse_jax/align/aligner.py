@@ -4,14 +4,14 @@
 :func:`~pulse_jax.align.framing.face_quad` and :func:`~pulse_jax.align.crop.crop_quad`, and
 decides for each detection (:class:`~pulse_jax.align.rules.FaceRules`):
 
-- **skipped** (by choice, not a problem): not confirmed as a face by the CNN check, not among
-  the faces the user named, or large enough that PULSE has nothing to add
+- **skipped** (by choice, not a problem): not among the faces the user named, not confirmed
+  as a face by the CNN check, or large enough that PULSE has nothing to add
   (:func:`~pulse_jax.align.rules.lr_size_for`);
-- **refused** (it cannot give a faithful crop): a crop under ``min_face_px`` photo pixels or
-  below the smallest LR side; or **cut by the border**: an eye or nose anchor outside the
-  photo, or less than ``min_inside`` (half) of the crop's area on the photo. The recipe pads
-  the rest with blurred reflections, which a generator would then "restore" as if it were
-  face.
+- **refused** (it cannot give a faithful crop): **cut by the border** (an eye or nose anchor
+  outside the photo, or less than ``min_inside`` (half) of the crop's area on the photo; the
+  recipe pads the rest with blurred reflections, which a generator would then "restore" as
+  if it were face), checked before the CNN, whose patch is cut too; or, for a confirmed
+  face, a crop under ``min_face_px`` photo pixels or below the smallest LR side.
 
 Skipped and refused faces are returned as :class:`Refused` records (``skipped`` tells them
 apart), so a folder run can report them and go on; a photo with no face at all raises
@@ -85,14 +85,9 @@ def inside_fraction(quad: np.ndarray, width: int, height: int, grid: int = 32) -
     return float(ok.mean())
 
 
-def _check(face: detect.Face, quad: np.ndarray, qsize: float, shape: tuple[int, ...],
-           min_face_px: float, min_inside: float, where: os.PathLike | None) -> None:
+def _check_border(face: detect.Face, quad: np.ndarray, shape: tuple[int, ...],
+                  min_inside: float, where: os.PathLike | None) -> None:
     h, w = shape[:2]
-    if qsize < min_face_px:
-        raise AlignError(where, f"face at {face.box.astype(int).tolist()} is too small to "
-                                f"align: its crop covers {qsize:.1f} px of the photo, under "
-                                f"the minimum {min_face_px:g} px (landmarks on smaller faces "
-                                "are unreliable)")
     a = framing.anchors(face.landmarks)
     if np.any((a < -0.5) | (a > [w - 0.5, h - 0.5])):
         raise AlignError(where, f"face at {face.box.astype(int).tolist()} is cut by the "
@@ -102,6 +97,15 @@ def _check(face: detect.Face, quad: np.ndarray, qsize: float, shape: tuple[int, 
         raise AlignError(where, f"face at {face.box.astype(int).tolist()} is cut by the "
                                 f"photo's border: only {frac:.0%} of its crop is on the photo "
                                 f"(minimum {min_inside:.0%})")
+
+
+def _check_size(face: detect.Face, qsize: float, min_face_px: float,
+                where: os.PathLike | None) -> None:
+    if qsize < min_face_px:
+        raise AlignError(where, f"face at {face.box.astype(int).tolist()} is too small to "
+                                f"align: its crop covers {qsize:.1f} px of the photo, under "
+                                f"the minimum {min_face_px:g} px (landmarks on smaller faces "
+                                "are unreliable)")
 
 
 def _skip_reason(face: detect.Face, k: int, rules: face_rules.FaceRules) -> Optional[str]:
@@ -150,13 +154,18 @@ def align_photo(photo: np.ndarray, size: int, *, template: framing.Template = fr
     for k, face in enumerate(found):
         quad, qsize = framing.face_quad(face.landmarks, template)
         facts = {"score": face.score, "cnn_score": face.cnn_score, "crop_px": float(qsize)}
-        reason = _skip_reason(face, k, rules)
-        if reason is not None:
-            out.append(Refused(k, face.box, face.landmarks, AlignError(path, reason),
-                               skipped=True, **facts))
-            continue
+        # The order: the user's choice; the border (a face half off the photo cannot be
+        # judged by the CNN either: a real one scored 0.48); the CNN; then the size.
+        chosen = rules.faces is None or k in rules.faces
         try:
-            _check(face, quad, qsize, photo.shape, rules.min_face_px, rules.min_inside, path)
+            if chosen:
+                _check_border(face, quad, photo.shape, rules.min_inside, path)
+            reason = _skip_reason(face, k, rules)
+            if reason is not None:
+                out.append(Refused(k, face.box, face.landmarks, AlignError(path, reason),
+                                   skipped=True, **facts))
+                continue
+            _check_size(face, qsize, rules.min_face_px, path)
         except AlignError as e:
             out.append(Refused(k, face.box, face.landmarks, e, **facts))
             continue
