@@ -48,16 +48,17 @@ def background(size: tuple[int, int], seed: int = 0) -> Image.Image:
         size, Image.BICUBIC)
 
 
-#: Where the three faces of the 480x320 photo go (top-left corners), 34 px each (boxes of
-#: about 30-37 px), and the badge.
+#: Where the three faces of the 480x320 photo go (top-left corners), FACE px each (the
+#: detector's boxes: 27-32 px), and the badge.
 PLACES = [(60, 140), (220, 100), (380, 160)]
+FACE = 28
 BADGE_AT = (40, 20)
 
 
 def three_faces(with_badge: bool = True) -> np.ndarray:
     canvas = background((480, 320))
     for k, at in enumerate(PLACES):
-        canvas.paste(face(k, 34), at)
+        canvas.paste(face(k, FACE), at)
     if with_badge:
         canvas.paste(badge(90), BADGE_AT)
     return np.asarray(canvas)
@@ -297,7 +298,7 @@ def test_upscale_photos_end_to_end(tmp_path):
         assert rec["consistency"]["psnr"] == pytest.approx(_area_psnr(result, photo, 4),
                                                            abs=0.01)
     placed = [f["box"] for f in recs["three"]["faces"] if f["replaced"]]
-    assert all(any(on(b, at, 34) for b in placed) for at in PLACES)
+    assert all(any(on(b, at, FACE) for b in placed) for at in PLACES)
     assert [f["lr_size"] for f in recs["small"]["faces"]] == [16]
 
 
