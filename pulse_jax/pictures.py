@@ -45,6 +45,37 @@ def _fit(u: np.ndarray, t: int, nearest: bool) -> np.ndarray:
     return np.asarray(Image.fromarray(u, "RGB").resize((t, t), resample))
 
 
+#: The spread that :func:`colour_map` draws brightest: one fixed scale, so maps of
+#: different faces compare (a luminance deviation of 0.25 is a quarter of the range).
+VARIABILITY_RANGE = 0.25
+
+# Black, purple, red-orange, yellow, pale yellow: a perceptually ordered ramp (dark = agree).
+_RAMP = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]],
+                 np.float64)
+
+
+def colour_map(spread: Any, value_range: float = VARIABILITY_RANGE) -> np.ndarray:
+    """``[R, R]`` variability (:mod:`pulse_jax.search.variability`) -> ``[R, R, 3]`` uint8:
+    dark where the restarts agree, bright where they differ, on the fixed scale
+    0 .. ``value_range``."""
+    t = np.clip(np.nan_to_num(np.asarray(spread, np.float64)) / value_range, 0.0, 1.0)
+    x = t * (len(_RAMP) - 1)
+    i = np.minimum(x.astype(int), len(_RAMP) - 2)
+    f = (x - i)[..., None]
+    return np.rint(_RAMP[i] * (1 - f) + _RAMP[i + 1] * f).astype(np.uint8)
+
+
+def variability_pair(hr: Any, spread: Any) -> np.ndarray:
+    """The face ``[R, R, 3]`` and its variability map ``[R, R]`` side by side,
+    ``[R, 2R + gap, 3]`` uint8 (a white gap of R / 32 px, at least 2)."""
+    face = to_uint8(hr)
+    tile = colour_map(spread)
+    if tile.shape[:2] != face.shape[:2]:
+        raise ValueError(f"map {tile.shape[:2]} and face {face.shape[:2]} differ in size")
+    gap = np.full((face.shape[0], max(2, face.shape[0] // 32), 3), 255, np.uint8)
+    return np.concatenate([face, gap, tile], axis=1)
+
+
 def contact_sheet(
     lr: Any,
     best_hr: Any,
@@ -55,6 +86,7 @@ def contact_sheet(
     *,
     tile_size: int = 256,
     return_boxes: bool = False,
+    variability: Any = None,
 ) -> np.ndarray | tuple[np.ndarray, list[tuple[int, int, int, int]]]:
     """Draws one face's restarts as a single labelled row, for a quick look.
 
@@ -75,7 +107,9 @@ def contact_sheet(
       eps: success threshold; ``None`` draws no ok/>eps marks.
       tile_size: the largest tile side in pixels.
       return_boxes: also return each tile's ``(x0, y0, x1, y1)`` box (exclusive ends), in
-        order LR, best, r0..r(N-1).
+        order LR, best, r0..r(N-1) (then the map).
+      variability: ``[R, R]`` the restarts' spread (``Result.variability[i]``), drawn as a
+        last tile labelled with its mean (:func:`colour_map`); None: no such tile.
 
     Returns:
       uint8 ``[H, W, 3]`` RGB sheet (and the boxes if asked).
@@ -87,6 +121,10 @@ def contact_sheet(
     t = int(min(best_u.shape[0], tile_size))
     labels = _labels(lr_u.shape[0], best_u.shape[0], l2, best_index, eps)
     tiles = [_fit(lr_u, t, True), _fit(best_u, t, False)] + [_fit(u, t, False) for u in rest_u]
+    if variability is not None:
+        spread = np.asarray(variability, np.float64)
+        tiles.append(_fit(colour_map(spread), t, False))
+        labels.append([("variability", _BLACK), (f"mean {spread.mean():.4f}", _BLACK)])
 
     font = _font(t)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))

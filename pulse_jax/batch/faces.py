@@ -37,13 +37,14 @@ class Face:
 
     def files(self) -> dict[str, str]:
         return {"hr": f"{self.name}.png", "lr": f"{self.name}_lr.png",
-                "sheet": f"{self.name}_sheet.png"}
+                "sheet": f"{self.name}_sheet.png",
+                "variability": f"{self.name}_variability.png"}
 
 
 def _derived(name: str) -> list[str]:
     # The face's files and its frames folder ({name}/HR, {name}/LR).
     return [f"{name}.png".lower(), f"{name}_lr.png".lower(), f"{name}_sheet.png".lower(),
-            name.lower()]
+            f"{name}_variability.png".lower(), name.lower()]
 
 
 def plan_faces(paths: Sequence[os.PathLike], duplicates: int = 1) -> list[Face]:

@@ -22,7 +22,11 @@ class BatchOptions:
         a sequence of devices, or a ``jax.sharding.Mesh`` with axis ``"faces"``.
       duplicates: independent results per input, ``{stem}_{k}.png`` with distinct face ids.
       save_lr: also write ``{name}_lr.png``, the HR's downscale.
-      save_contact_sheet: also write ``{name}_sheet.png`` (LR | best | every restart).
+      save_contact_sheet: also write ``{name}_sheet.png`` (LR | best | every restart, and
+        the variability map with 2 or more restarts).
+      save_variability: also write ``{name}_variability.png`` (the face beside its
+        variability map, :mod:`pulse_jax.search.variability`) and record the face's mean
+        spread as ``variability``; needs 2 or more restarts (with one the record says so).
       save_intermediate: write trajectory frames under ``{name}/HR`` and ``{name}/LR``.
       write_failures: write the HR of faces that missed eps (the reference does not).
       merge_timeout_s: how long processes wait for each other before process 0 merges.
@@ -46,6 +50,7 @@ class BatchOptions:
     duplicates: int = 1
     save_lr: bool = False
     save_contact_sheet: bool = False
+    save_variability: bool = False
     save_intermediate: bool = False
     write_failures: bool = True
     merge_timeout_s: float = 7 * 24 * 3600.0

@@ -87,7 +87,7 @@ def make_plan(generator: Generator, inputs: Any, output_dir: os.PathLike,
     search_lib.check_generator(generator)
     mesh = faces_mesh(opts.devices)
     cfg = search_config
-    if opts.save_contact_sheet and not cfg.keep_restart_images:
+    if (opts.save_contact_sheet or opts.save_variability) and not cfg.keep_restart_images:
         cfg = dataclasses.replace(cfg, keep_restart_images=True)
     paths = _input_paths(inputs)
     if degrade.has_placeholder(opts.operator):

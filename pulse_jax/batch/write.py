@@ -46,9 +46,22 @@ def write_face(ledger: Ledger, loaded: Loaded, res: search_lib.Result, i: int, f
     if opts.save_lr:
         images.save_png(out_dir / names["lr"], _rgb(res.lr[i]))
         rec["lr_output"] = str(out_dir / names["lr"])
+    spread = None if res.variability is None else np.asarray(res.variability[i])
+    if opts.save_variability:
+        if spread is None:
+            rec["variability"] = None
+            rec["variability_note"] = ("one restart has no spread: run 2 or more "
+                                       "(--config.search.restarts) for a variability map")
+        else:
+            rec["variability"] = round(float(spread.mean()), 6)
+            rec["variability_restarts"] = int(res.variability_restarts[i])
+            images.save_png(out_dir / names["variability"],
+                            pictures.variability_pair(res.hr[i], spread))
+            rec["variability_output"] = str(out_dir / names["variability"])
     if opts.save_contact_sheet:
         sheet = pictures.contact_sheet(_rgb(lr), res.hr[i], res.restart_hr[i],
-                                       res.restart_l2[i], int(res.restart[i]), cfg.eps + sigma2)
+                                       res.restart_l2[i], int(res.restart[i]), cfg.eps + sigma2,
+                                       variability=spread)
         images.save_png(out_dir / names["sheet"], sheet)
         rec["sheet"] = str(out_dir / names["sheet"])
     if opts.save_intermediate:

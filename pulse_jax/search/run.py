@@ -18,7 +18,7 @@ import numpy as np
 
 from pulse_jax import degrade
 from pulse_jax.generator import Generator
-from pulse_jax.search import checks, stages as stages_lib
+from pulse_jax.search import checks, stages as stages_lib, variability
 from pulse_jax.search.config import SearchConfig
 from pulse_jax.search.steps import Spec, restart_keys
 
@@ -47,6 +47,12 @@ class Result:
       noises: one array ``[N, r, r, 1]`` per ``generator.noise_shapes`` entry, the noise
         maps of the chosen iterate.
       restart_hr: ``[N, restarts, R, R, 3]`` if ``keep_restart_images``, else None.
+      variability: ``[N, R, R]`` in [0, 0.5], the spread of the restarts' images
+        (:func:`pulse_jax.search.variability.spread`: luminance deviation over the restarts
+        within eps, or all if fewer than two are) with ``keep_restart_images`` and at least
+        2 restarts, else None (one restart has no spread); ``variability_score`` is its
+        mean per face.
+      variability_restarts: ``[N]`` how many restarts each map is over (None with it).
       seed, face_ids: what the random starts were derived from.
     """
 
@@ -62,8 +68,16 @@ class Result:
     wplus: Any
     noises: Any
     restart_hr: Any = None
+    variability: Any = None
+    variability_restarts: Any = None
     seed: int = flax.struct.field(pytree_node=False, default=0)
     face_ids: Any = None
+
+
+    @property
+    def variability_score(self) -> Optional[np.ndarray]:
+        """``[N]`` each face's mean variability, or None when there is no map."""
+        return None if self.variability is None else variability.score(self.variability)
 
 
 class Progress(NamedTuple):

@@ -38,6 +38,7 @@ from pulse_jax import degrade as degrade_lib
 from pulse_jax import families
 from pulse_jax import losses as losses_lib
 from pulse_jax import optim
+from pulse_jax.search import variability
 from pulse_jax.families import AnyConfig
 from pulse_jax.generator import Generator
 from pulse_jax.search.config import NoisePlan, SearchConfig
@@ -271,6 +272,9 @@ def finalize(spec: Spec, weights: dict, ref_lr: Any, state: SearchState,
     }
     if spec.cfg.keep_restart_images:
         out["restart_hr"] = per_face(hr)
+        if restarts > 1:
+            out["variability"], out["variability_restarts"] = variability.spread(
+                out["restart_hr"], l2_fr <= per_face(eps))
     return out
 
 
