@@ -12,8 +12,8 @@ from typing import Callable, Optional, Sequence
 from absl import logging as absl_logging
 
 from pulse_jax import exit_codes, folder_lock
-from pulse_jax.cli import (align_command, common, convert_command, info_command,
-                           merge_command, template_command, upsample_command)
+from pulse_jax.cli import (align_command, common, convert_command, evaluate_command,
+                           info_command, merge_command, template_command, upsample_command)
 from pulse_jax.cli.common import UsageError
 
 __all__ = ["main", "run", "version"]
@@ -25,6 +25,8 @@ commands:
   upsample   upsample LR faces (`pulse-jax upsample --help` lists the flags)
   align      find the faces in photos and crop them as the generator's training faces
              (needs the align extra: pip install "pulse-jax[align]")
+  evaluate   measure PULSE against ground-truth faces: identity, quality, per-group report
+             (needs the evaluate extra: pip install "pulse-jax[evaluate]")
   convert    convert official weights into a pulse-jax checkpoint
   info       print a checkpoint's manifest
   merge      merge the manifest parts of a multi-process run
@@ -35,7 +37,7 @@ commands:
 
 _COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "upsample": upsample_command.command, "align": align_command.align_main,
-    "convert": convert_command.command, "info": info_command.command,
+    "evaluate": evaluate_command.command, "convert": convert_command.command, "info": info_command.command,
     "merge": merge_command.command, "template": template_command.command}
 
 

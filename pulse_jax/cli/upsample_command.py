@@ -18,7 +18,7 @@ from pulse_jax import exit_codes
 from pulse_jax.cli import common
 from pulse_jax.cli.common import UsageError
 
-__all__ = ["command", "upsample"]
+__all__ = ["command", "config_flags_for", "generator_of", "resolved_config", "upsample"]
 
 _SHORTHANDS = {"input_dir": "input_dir", "output_dir": "output_dir", "checkpoint": "checkpoint",
                "seed": "seed", "align": "align", "upscale": "align_upscale",
@@ -39,7 +39,10 @@ def _config_path(arg: str) -> str:
     return arg
 
 
-def _flags(argv: list[str]) -> flags.FlagValues:
+def config_flags_for(prog: str, argv: list[str]) -> flags.FlagValues:
+    """New flag values holding ``--config`` (the :mod:`pulse_jax.cli.config` file, its fields
+    overridable as ``--config.FIELD=VALUE``) for command ``prog``; an unknown field is a
+    :class:`UsageError`."""
     from ml_collections import config_flags
     from pulse_jax.cli import config as default_config
     fv = flags.FlagValues()
@@ -47,11 +50,30 @@ def _flags(argv: list[str]) -> flags.FlagValues:
         config_flags.DEFINE_config_file(
             "config", default_config.__file__, "Config file (a .py with get_config()); "
             "override fields with --config.FIELD=VALUE.", flag_values=fv, lock_config=True,
-            sys_argv=["pulse-jax upsample", *argv])
+            sys_argv=[prog, *argv])
     except (AttributeError, KeyError, TypeError, ValueError) as e:  # an unknown field
         bad = [a for a in argv if a.startswith("--config.")]
         raise UsageError(f"bad config override among {bad}: no such field {e}; "
                          "--print_config lists the fields") from None
+    return fv
+
+
+def resolved_config(fv: flags.FlagValues, shorthands: dict[str, str]):
+    """The config of parsed flags ``fv``, with the ``shorthands`` (flag -> config field)
+    that were given written over their fields."""
+    try:
+        config = fv["config"].value.copy_and_resolve_references()
+    except (OSError, AttributeError, KeyError, TypeError, ValueError) as e:
+        raise UsageError(f"cannot load the config: {e}") from None
+    with config.unlocked():
+        for name, field in shorthands.items():
+            if fv[name].value is not None:
+                config[field] = fv[name].value
+    return config
+
+
+def _flags(argv: list[str]) -> flags.FlagValues:
+    fv = config_flags_for("pulse-jax upsample", argv)
     flags.DEFINE_string("input_dir", None, "LR faces: a folder, a glob or a list file "
                         "(= --config.input_dir).", flag_values=fv)
     flags.DEFINE_string("output_dir", None, "Output folder (= --config.output_dir).",
@@ -78,7 +100,7 @@ def _flags(argv: list[str]) -> flags.FlagValues:
     return fv
 
 
-def _generator(config, log: Callable[[str], None]):
+def generator_of(config, log: Callable[[str], None]):
     """The generator ``config.checkpoint`` names, and its folder."""
     from pulse_jax import weights
     try:
@@ -127,7 +149,7 @@ def upsample(config, log: Callable[[str], None] = common.log) -> int:
                                  config.process_id)
         except ValueError as e:
             raise UsageError(str(e)) from None
-    gen, path = _generator(config, log)
+    gen, path = generator_of(config, log)
     from pulse_jax import align, batch, images, weights
     try:
         if config.align:
@@ -157,14 +179,7 @@ def command(argv: Sequence[str]) -> int:
     if rest:
         raise UsageError(f"unexpected arguments {rest}; flags look like --input_dir=DIR or "
                          "--config.search.steps=200 (see --help)")
-    try:
-        config = fv["config"].value.copy_and_resolve_references()
-    except (OSError, AttributeError, KeyError, TypeError, ValueError) as e:
-        raise UsageError(f"cannot load the config: {e}") from None
-    with config.unlocked():
-        for name, field in _SHORTHANDS.items():
-            if fv[name].value is not None:
-                config[field] = fv[name].value
+    config = resolved_config(fv, _SHORTHANDS)
     if fv["print_config"].value:
         print(config.to_json_best_effort(indent=2, sort_keys=True), flush=True)
         return exit_codes.OK
