@@ -112,6 +112,7 @@ def test_quickstart_notebook(kernel_env, monkeypatch):
         assert np.isfinite(face["l2"]) and len(face["restart_l2"]) == RESTARTS
         assert face["success"] == (face["l2"] <= saved["eps"])
         assert f"{face['name']}: l2 {face['l2']:.5f}" in printed
+        assert face["variability"] > 0 and f"variability {face['variability']:.3f}" in printed
         hr, _ = images.load_image(out / f"{face['name']}.png")
         assert hr.shape == (64, 64, 3)
         assert iio.imread(out / f"{face['name']}_sheet.png").ndim == 3
@@ -138,9 +139,12 @@ def test_batch_notebook(kernel_env, monkeypatch):
         assert np.isfinite(r["l2"]) and r["success"] == (r["l2"] <= r["eps"])
         assert images.load_image(r["output"])[0].shape == (64, 64, 3)
         assert iio.imread(r["sheet"]).ndim == 3
+        assert r["variability"] > 0 and iio.imread(r["variability_output"]).shape[1] > 128
     n = len(examples)
     assert f"{n} faces: {n} done, 0 skipped" in _text(nb, "run")
     assert f"skipped {n} of {n} face(s), searched 0" in _text(nb, "resume")
     gallery = iio.imread(out / "gallery.png")
     assert gallery.ndim == 3 and gallery.shape[0] >= 64
     assert _shown(nb, "gallery", "image/png") == 1
+    assert _shown(nb, "variability", "image/png") == 1
+    assert f"variability {records[0]['variability']:.3f}" in _text(nb, "variability")
