@@ -8,8 +8,8 @@ ones the training config never used. They are copied to ``{output_dir}/truth`` a
 evaluated at x8 (8x8 bicubic observations, PULSE's defaults otherwise) once per restart
 count, each run in ``{output_dir}/restarts{R}`` (rerun to resume). What may be committed
 is then copied into the repository: each run's ``summary.json`` (figures only) to
-``docs/evidence/bias_utkface64_restarts{R}.json`` and its plots of figures to
-``docs/model_card/restarts{R}/``; the faces and the best/worst grid stay in
+``docs/evidence/bias_utkface64_restarts{R}.json`` and its plots of figures and tables
+(``figures.md``) to ``docs/model_card/restarts{R}/``; the faces and the best/worst grid stay in
 ``output_dir`` (UTKFace is for non-commercial research and is not ours to publish).
 
 The same command evaluates any checkpoint on any labelled faces; for FFHQ weights at 1024:
@@ -27,6 +27,7 @@ from absl import app, flags
 
 import pulse_jax
 from pulse_jax import evaluate
+from pulse_jax.evaluate.report import gap_lines, group_table
 from pulse_jax.evaluate.runner import SUMMARY
 from experiments.configs.train_utkface64 import HELD_OUT
 
@@ -56,6 +57,15 @@ def held_out(zip_path: str, folder: pathlib.Path, n: int) -> int:
     return len(list(folder.iterdir()))
 
 
+def tables(figures: dict, restarts: int) -> str:
+    """The model card's tables of one run, in markdown."""
+    lines = [f"### {restarts} restart{'s' if restarts > 1 else ''}", "", "Overall:", ""]
+    lines += group_table({"all": figures["overall"]})
+    for label, groups in figures["groups"].items():
+        lines += ["", f"By {label}:", ""] + group_table(groups)
+    return "\n".join(lines + ["", "Largest gaps:", ""] + gap_lines(figures["gaps"])) + "\n"
+
+
 def main(argv):
     del argv
     out = pathlib.Path(FLAGS.output_dir)
@@ -82,7 +92,8 @@ def main(argv):
             for p in _PLOTS:
                 if (run_dir / "plots" / p).is_file():
                     shutil.copyfile(run_dir / "plots" / p, plots / p)
-            print(f"  figures -> {ev}, plots -> {plots}")
+            (plots / "figures.md").write_text(tables(figures, r))
+            print(f"  figures -> {ev}, plots and tables -> {plots}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-r"""The ``pulse-jax`` command: ``upsample``, ``align``, ``convert``, ``info``, ``merge`` and
-``template``.
+r"""The ``pulse-jax`` command: ``upsample``, ``align``, ``evaluate``, ``convert``, ``info``,
+``merge`` and ``template``.
 
 ::
 
@@ -8,6 +8,8 @@ r"""The ``pulse-jax`` command: ``upsample``, ``align``, ``convert``, ``info``, `
                      [--seed=N] [--align] [--print_config]
   pulse-jax align --input_dir=photos --output_dir=aligned [--lr_size=32] [--checkpoint=DIR]
                   [--landmarks=5|68] [--template=auto|ffhq|checkpoint]
+  pulse-jax evaluate --truth_dir=faces --output_dir=eval [--labels=utkface|FILE.csv]
+                     [--checkpoint=DIR] [--config.search.restarts=4 ...]
   pulse-jax convert (--synthesis=synthesis.pt [--mapping=mapping.pt] | --nvidia=FILE.pkl)
                     [--gaussian_fit=gaussian_fit.pt] [--output=DIR]
   pulse-jax info [DIR] [--arrays]
@@ -28,7 +30,9 @@ the manifests and reports on all faces.
 ``align`` (:func:`pulse_jax.align.pipeline.align_for_checkpoint`) detects every face in every
 photo, crops it the way the generator's training faces were framed and writes the crop, its
 LR version (``lr/``, ready for ``upsample``) and a manifest line with the transform that
-``paste_back`` inverts. ``convert`` imports PULSE's PyTorch files or NVIDIA's pickle (no
+``paste_back`` inverts. ``evaluate`` (:func:`pulse_jax.evaluate.run`) makes observations of
+ground-truth faces, searches them and measures identity, quality and their spread per group
+against bicubic and nearest baselines (``metrics.jsonl``, ``summary.json``, ``report.md``). ``convert`` imports PULSE's PyTorch files or NVIDIA's pickle (no
 PyTorch or TensorFlow needed, no code from the files run) into a checkpoint folder, by
 default the cache's ``ffhq1024``; without a Gaussian fit file the fit is computed from
 ``--fit_samples`` mapping samples. ``info`` prints a checkpoint's manifest. ``merge`` folds
@@ -37,9 +41,9 @@ the manifest parts of a multi-process run into ``manifest.jsonl`` (idempotent). 
 it draws and can store it in its checkpoint for ``align``.
 
 Modules: ``main`` (the dispatcher, ``--version``), one per command (``upsample_command``,
-``align_command``, ``convert_command``, ``info_command``, ``merge_command``, and
-``template_command``), ``config`` (the
-``upsample`` config), ``common`` (:class:`UsageError`, flag parsing). A command only parses
+``align_command``, ``evaluate_command``, ``convert_command``, ``info_command``,
+``merge_command`` and ``template_command``), ``config`` (the ``upsample`` config, which
+``evaluate`` reads too), ``common`` (:class:`UsageError`, flag parsing). A command only parses
 its flags and calls the library.
 
 Exit status (:mod:`pulse_jax.exit_codes`): 0 every face within eps; 1 a bad input or a

@@ -19,7 +19,7 @@ from pulse_jax import files, images, pictures
 from pulse_jax.evaluate.identity import SAME_IDENTITY
 from pulse_jax.evaluate.measures import BASELINES
 
-__all__ = ["REPORT", "write_report"]
+__all__ = ["REPORT", "gap_lines", "group_table", "write_report"]
 
 REPORT = "report.md"
 _METHODS = ("pulse",) + BASELINES
@@ -128,7 +128,9 @@ def _baseline_cell(b: dict, searched: int) -> str:
     return f"{rate} ({b.get('identity_measured', 0)} of {searched} with a face)"
 
 
-def _table(groups: dict) -> list[str]:
+def group_table(groups: dict) -> list[str]:
+    """Markdown table rows of per-group figures (``summary.json``'s ``groups[label]``, or
+    ``{"all": overall}``)."""
     head = ("| group | n | success | same identity | mean identity distance | "
             + " | ".join(f"{b}: same identity" for b in BASELINES) + " | no face found |")
     lines = [head, "|" + " --- |" * (5 + len(BASELINES) + 1)]
@@ -141,7 +143,8 @@ def _table(groups: dict) -> list[str]:
     return lines
 
 
-def _gap_lines(gaps: dict) -> list[str]:
+def gap_lines(gaps: dict) -> list[str]:
+    """Markdown list lines stating each label's largest gap (``summary.json``'s ``gaps``)."""
     lines = []
     for label, figs in gaps.items():
         for fig, g in figs.items():
@@ -173,14 +176,14 @@ def write_report(out: pathlib.Path, records: Sequence[dict], figures: dict[str, 
              f"{SAME_IDENTITY}: the same person for dlib). Intervals are 95% bootstrap intervals "
              "over the faces of a group. Small groups have wide intervals: read them before "
              "the bars.", "", "## Overall", ""]
-    lines += _table({"all": figures["overall"]})
+    lines += group_table({"all": figures["overall"]})
     _histogram(plt, plots / "identity_histogram.png", good)
     lines += ["", "![identity distances](plots/identity_histogram.png)", ""]
     for label, groups in figures["groups"].items():
-        lines += [f"## By {label}", ""] + _table(groups)
+        lines += [f"## By {label}", ""] + group_table(groups)
         _group_plot(plt, plots / f"groups_{label}.png", label, groups)
         lines += ["", f"![by {label}](plots/groups_{label}.png)", ""]
-    lines += ["## Largest gaps between groups", ""] + _gap_lines(figures["gaps"]) + [""]
+    lines += ["## Largest gaps between groups", ""] + gap_lines(figures["gaps"]) + [""]
     if _best_worst(plots / "best_worst.png", out, good):
         lines += ["## Best and worst faces by identity distance", "",
                   f"Rows: the {min(_GRID_FACES, len(good))} smallest distances, then the largest;"
