@@ -65,6 +65,14 @@ def init_radii(params: chex.ArrayTree) -> chex.ArrayTree:
     return jax.tree.map(sphere_radii, params)
 
 
+def dim_radii(x: jax.Array) -> jax.Array:
+    """``sqrt(d)`` for every (dim 0, dim 1) slice of x, ``d`` its size (the product of dims
+    from 2 on): the radius of the sphere a d-dimensional standard Gaussian concentrates on,
+    the shape of :func:`sphere_radii`."""
+    d = math.prod(x.shape[2:])
+    return jnp.full(x.shape[:2] + (1,) * (x.ndim - 2), math.sqrt(d), x.dtype)
+
+
 def spherical_update(
     optimizer: optax.GradientTransformation,
     params: chex.ArrayTree,

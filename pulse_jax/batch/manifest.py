@@ -65,6 +65,8 @@ def hashed_search_fields(config: search_lib.SearchConfig) -> dict:
     d = dataclasses.asdict(config.resolved())
     for k in _HASH_EXCLUDED:
         d.pop(k, None)
+    if d.get("sphere_radius") == "initial":  # the default: hashes from before it stay valid
+        d.pop("sphere_radius")
     return d
 
 

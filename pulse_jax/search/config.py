@@ -18,13 +18,14 @@ from pulse_jax import losses as losses_lib
 from pulse_jax import optim
 from pulse_jax.stylegan import convs
 
-__all__ = ["LOOPS", "NOISE_TYPES", "NoisePlan", "RETURN_IMAGES", "SELECT_RULES", "SearchConfig",
-           "UPCONVS", "parse_bad_noise_layers"]
+__all__ = ["LOOPS", "NOISE_TYPES", "NoisePlan", "RETURN_IMAGES", "SELECT_RULES", "SPHERE_RADII",
+           "SearchConfig", "UPCONVS", "parse_bad_noise_layers"]
 
 NOISE_TYPES = ("zero", "fixed", "trainable")
 RETURN_IMAGES = ("best", "last")
 SELECT_RULES = ("success_then_total", "total", "l2")
 LOOPS = ("auto", "host", "device")
+SPHERE_RADII = ("initial", "sqrt_dim")
 UPCONVS = ("auto",) + convs.UPCONVS
 
 # What "auto" means per platform (benchmarks/search_bench.py; docs/performance.md has why).
@@ -75,6 +76,10 @@ class SearchConfig:
         to rounding) or "auto" (subpixel on CPU, direct elsewhere).
       ``loop`` and ``upconv`` change speed, not the result beyond float rounding; since the
       search is chaotic, the bits of a run do depend on them (and on the platform).
+      sphere_radius: the sphere each latent row and noise map is kept on: "initial" (the
+        reference: the norm of its random start, about sqrt(d)) or "sqrt_dim" (exactly
+        sqrt(d), d the row's size, as the paper describes; the start is projected there
+        first). docs/reference.md, "The sphere's radius", has the measured difference.
     """
 
     loss_str: str = "100*L2+0.05*GEOCROSS"
@@ -97,6 +102,7 @@ class SearchConfig:
     keep_restart_images: bool = False
     loop: str = "auto"
     upconv: str = "auto"
+    sphere_radius: str = "initial"
 
     def __post_init__(self):
         if self.noise_type not in NOISE_TYPES:
@@ -105,6 +111,9 @@ class SearchConfig:
             raise ValueError(f"return_image must be one of {RETURN_IMAGES}, got {self.return_image!r}")
         if self.select not in SELECT_RULES:
             raise ValueError(f"select must be one of {SELECT_RULES}, got {self.select!r}")
+        if self.sphere_radius not in SPHERE_RADII:
+            raise ValueError(f"sphere_radius must be one of {SPHERE_RADII}, got "
+                             f"{self.sphere_radius!r}")
         if self.loop not in LOOPS:
             raise ValueError(f"loop must be one of {LOOPS}, got {self.loop!r}")
         if self.upconv not in UPCONVS:

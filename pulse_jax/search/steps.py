@@ -183,10 +183,17 @@ def draw(spec: Spec, key: jax.Array) -> tuple[dict, tuple]:
 
 def init_state(spec: Spec, params: dict, frozen: tuple) -> SearchState:
     B = params["z"].shape[0]
+    if spec.cfg.sphere_radius == "sqrt_dim":
+        # One projection for both choices (the reference's, with its 1e-9 under the root),
+        # so "sqrt_dim" differs from the reference only in the radius.
+        radii = jax.tree_util.tree_map(optim.dim_radii, params)
+        params = jax.tree_util.tree_map(optim.project, params, radii)
+    else:
+        radii = jax.tree_util.tree_map(optim.sphere_radii, params)
     opt_state = optimizer(spec).init(params)
     return SearchState(
         params=params, opt_state=opt_state,
-        radii=jax.tree_util.tree_map(optim.sphere_radii, params),
+        radii=radii,
         frozen_noise=frozen,
         best_total=jnp.full((B,), jnp.inf, jnp.float32),
         best_l2=jnp.full((B,), jnp.inf, jnp.float32),
