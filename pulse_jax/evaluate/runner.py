@@ -217,13 +217,14 @@ def run(generator: Generator, truth: Union[PathLike, Sequence[PathLike]], output
         _check_settings(out, _settings(generator, op, config, options, checkpoint))
         done = {r["name"] for r in files.read_jsonl(out / METRICS)}
         todo = [(n, p) for n, p in zip(names, paths) if n not in done]
+        face_ids = {n: i for i, n in enumerate(names)}  # its starts: its place in the list
         if done:
             log(f"evaluate: {len(done)} faces already measured, {len(todo)} to go")
         bar = FaceBar(len(todo), options.progress, "evaluate")
         try:
             for start in range(0, len(todo), options.batch_size):
                 _chunk(generator, todo[start:start + options.batch_size], out, op, config,
-                       options, label_of, names, bar)
+                       options, label_of, face_ids, bar)
         finally:
             bar.close()
         records = files.read_jsonl(out / METRICS)
@@ -234,13 +235,13 @@ def run(generator: Generator, truth: Union[PathLike, Sequence[PathLike]], output
     return figures
 
 
-def _chunk(gen, chunk, out, op, config, options, label_of, names, bar) -> None:
+def _chunk(gen, chunk, out, op, config, options, label_of, face_ids, bar) -> None:
     """Searches and measures one chunk of ``(name, path)`` faces, appending their records."""
     r = gen.config.resolution
     key = jax.random.PRNGKey(options.seed)
     ready = []
     for name, path in chunk:
-        face_id = names.index(name)
+        face_id = face_ids[name]
         try:
             truth_u8, resized = _load_truth(path, r)
         except (images.ImageError, ValueError, OSError) as e:
