@@ -187,3 +187,18 @@ def test_evaluate_usage_errors(tmp_path, capsys):
     assert cli.run(["evaluate", f"--truth_dir={tmp_path}", f"--output_dir={tmp_path}/o",
                     f"--labels={bad}"]) == 2
     assert "is not key=value" in capsys.readouterr().err
+
+
+def test_chance_level_is_the_distance_between_different_truths():
+    rng = np.random.default_rng(2)
+    descs = rng.normal(0, 0.06, (5, 128))
+    recs = [{"name": f"f{i}", "group": {"g": "a"}, "success": True, "identity_distance": 0.5,
+             "truth_descriptor": list(d)} for i, d in enumerate(descs)]
+    recs.append({"name": "x", "group": {"g": "a"}, "success": True, "identity_distance": None,
+                 "truth_descriptor": None})
+    pairs = [np.linalg.norm(descs[i] - descs[j]) for i in range(5) for j in range(i + 1, 5)]
+    g = summary.summarize(recs)["groups"]["g"]["a"]
+    assert g["chance_identity_distance"] == pytest.approx(np.mean(pairs))
+    assert g["chance_same_identity_rate"] == pytest.approx(np.mean(np.array(pairs) < 0.6))
+    one = summary.chance_figures(recs[:1])
+    assert one == {"chance_identity_distance": None, "chance_same_identity_rate": None}

@@ -132,13 +132,16 @@ def group_table(groups: dict) -> list[str]:
     """Markdown table rows of per-group figures (``summary.json``'s ``groups[label]``, or
     ``{"all": overall}``)."""
     head = ("| group | n | success | same identity | mean identity distance | "
+            "chance: distance, same identity | "
             + " | ".join(f"{b}: same identity" for b in BASELINES) + " | no face found |")
-    lines = [head, "|" + " --- |" * (5 + len(BASELINES) + 1)]
+    lines = [head, "|" + " --- |" * (6 + len(BASELINES) + 1)]
     for v, f in groups.items():
         base = " | ".join(_baseline_cell(_of(f, b), f["searched"]) for b in BASELINES)
         lines.append(f"| {v} | {f['n']} | {_fmt(f['success_rate'], f['success_rate_ci'], True)}"
                      f" | {_fmt(f['same_identity_rate'], f['same_identity_rate_ci'], True)}"
                      f" | {_fmt(f['mean_identity_distance'], f['mean_identity_distance_ci'])}"
+                     f" | {_fmt(f.get('chance_identity_distance'))}, "
+                     f"{_fmt(f.get('chance_same_identity_rate'), pct=True)}"
                      f" | {base} | {f['identity_missing']} |")
     return lines
 
@@ -173,9 +176,12 @@ def write_report(out: pathlib.Path, records: Sequence[dict], figures: dict[str, 
              f"{s['search'].get('steps')} steps, seed {s['seed']}; {len(good)} faces "
              f"measured, {figures['errors']} could not be read.", "",
              "Identity is dlib's face-recognition ResNet distance to the truth (under "
-             f"{SAME_IDENTITY}: the same person for dlib). Intervals are 95% bootstrap intervals "
-             "over the faces of a group. Small groups have wide intervals: read them before "
-             "the bars.", "", "## Overall", ""]
+             f"{SAME_IDENTITY}: the same person for dlib). *Chance* is the recogniser's own "
+             "level for the group: the mean distance between the truths of two different people in "
+             "it, and how often such a pair counts as the same person; a group's distances "
+             "mean something only against its chance level. Intervals are 95% bootstrap "
+             "intervals over the faces of a group. Small groups have wide intervals: read "
+             "them before the bars.", "", "## Overall", ""]
     lines += group_table({"all": figures["overall"]})
     _histogram(plt, plots / "identity_histogram.png", good)
     lines += ["", "![identity distances](plots/identity_histogram.png)", ""]

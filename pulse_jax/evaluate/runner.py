@@ -125,7 +125,8 @@ def _measure(out: pathlib.Path, name: str, truth_u8: np.ndarray, obs: np.ndarray
         t_desc, t_err = identity.face_descriptor(truth_u8), None
     except identity.FaceNotFoundError as e:
         t_desc, t_err = None, str(e)
-    rec = {"truth_face_found": t_desc is not None}
+    rec = {"truth_face_found": t_desc is not None,
+           "truth_descriptor": None if t_desc is None else [round(float(v), 6) for v in t_desc]}
 
     def measured(u8: np.ndarray) -> dict[str, Any]:
         x = u8.astype(np.float32) / 255
@@ -229,7 +230,7 @@ def run(generator: Generator, truth: Union[PathLike, Sequence[PathLike]], output
             bar.close()
         records = files.read_jsonl(out / METRICS)
         figures = {"settings": json.loads((out / SETTINGS).read_text()),
-                   **summary.summarize(records, seed=options.seed)}
+                   **summary.summarize(_with_descriptors(out, records), seed=options.seed)}
         files.atomic_write_text(out / SUMMARY, json.dumps(figures, indent=1) + "\n")
         report.write_report(out, records, figures)
     return figures
@@ -262,6 +263,20 @@ def _chunk(gen, chunk, out, op, config, options, label_of, face_ids, bar) -> Non
                            res, i, options.save_restarts)
         files.append_jsonl(out / METRICS, rec)
         bar.faces_done(1)
+
+
+def _with_descriptors(out: pathlib.Path, records: list[dict]) -> list[dict]:
+    """The records, each measured one with its truth's ``truth_descriptor`` (records written
+    before it was stored get it from their truth image, in memory)."""
+    for r in records:
+        if r.get("error") or "truth_descriptor" in r or not r.get("truth_face_found"):
+            continue
+        path = out / r["truth_resized"] if r.get("truth_resized") else pathlib.Path(r["truth"])
+        try:
+            r["truth_descriptor"] = list(identity.face_descriptor(images.load_image(path)[0]))
+        except (identity.FaceNotFoundError, images.ImageError, OSError):
+            r["truth_descriptor"] = None
+    return records
 
 
 def _group(label_of, path: pathlib.Path) -> dict[str, Any]:

@@ -6,6 +6,12 @@ over the faces where it is defined: ``success_rate`` over the searched faces,
 ``same_identity_rate`` and ``mean_identity_distance`` over the faces whose truth and output
 both have a face the recogniser finds (``identity_measured`` counts them; the others are
 ``identity_missing``, reported, never counted as a match or a miss).
+
+``chance_identity_distance`` and ``chance_same_identity_rate`` are the recogniser's own
+level for a group: the mean distance between the truths of two *different* faces of the
+group, and how often such a pair is under the threshold (at most :data:`CHANCE_FACES`
+faces per group, a seeded sample, so the pairs stay few). A group whose PULSE distance is
+low only because its chance level is low gets no credit for it: compare the two.
 """
 
 from __future__ import annotations
@@ -16,9 +22,11 @@ import numpy as np
 
 from pulse_jax.evaluate.identity import SAME_IDENTITY
 
-__all__ = ["BOOTSTRAP_SAMPLES", "bootstrap_interval", "gaps", "group_figures", "summarize"]
+__all__ = ["BOOTSTRAP_SAMPLES", "CHANCE_FACES", "bootstrap_interval", "chance_figures", "gaps",
+           "group_figures", "summarize"]
 
 BOOTSTRAP_SAMPLES = 2000
+CHANCE_FACES = 400
 _LEVEL = 0.95
 
 
@@ -50,6 +58,22 @@ def _identity_figures(items: Iterable[dict], seed: int) -> dict[str, Any]:
             "mean_identity_distance_ci": bootstrap_interval(d, seed)}
 
 
+def chance_figures(records: Sequence[dict], seed: int = 0) -> dict[str, Any]:
+    """``chance_identity_distance`` and ``chance_same_identity_rate`` over the pairs of
+    different truths of ``records`` (their ``truth_descriptor``; module doc); None with fewer
+    than two."""
+    d = np.asarray([r["truth_descriptor"] for r in records if r.get("truth_descriptor")],
+                   np.float64)
+    if len(d) > CHANCE_FACES:
+        d = d[np.random.default_rng(seed).choice(len(d), CHANCE_FACES, replace=False)]
+    if len(d) < 2:
+        return {"chance_identity_distance": None, "chance_same_identity_rate": None}
+    i, j = np.triu_indices(len(d), k=1)
+    pair = np.linalg.norm(d[i] - d[j], axis=1)
+    return {"chance_identity_distance": float(pair.mean()),
+            "chance_same_identity_rate": float(np.mean(pair < SAME_IDENTITY))}
+
+
 def group_figures(records: Sequence[dict], seed: int = 0) -> dict[str, Any]:
     """The figures of one group of face records (module doc): ``n``, ``success_rate`` and
     the identity figures, with intervals, and the same identity figures per baseline."""
@@ -59,6 +83,7 @@ def group_figures(records: Sequence[dict], seed: int = 0) -> dict[str, Any]:
            "success_rate": _mean(ok), "success_rate_ci": bootstrap_interval(ok, seed),
            **_identity_figures(searched, seed)}
     out["identity_missing"] = len(searched) - out["identity_measured"]
+    out.update(chance_figures(searched, seed))
     names = sorted({b for r in searched for b in (r.get("baselines") or {})})
     out["baselines"] = {b: _identity_figures([r["baselines"][b] for r in searched
                                               if b in (r.get("baselines") or {})], seed)
