@@ -13,6 +13,9 @@ import pulse_jax
 from pulse_jax import cli, evaluate, images
 from pulse_jax.evaluate import labels, summary
 
+# Our own file and command-line code: the newest set skips it (setup.cfg, marker io).
+pytestmark = pytest.mark.io
+
 pytest.importorskip("dlib")
 pytest.importorskip("dm_pix")
 
@@ -140,19 +143,19 @@ def test_bootstrap_interval():
 def test_evaluate_command_writes_records_summary_and_report(own_faces, tmp_path):
     truth = tmp_path / "truth"
     truth.mkdir()
-    for i, f in enumerate(own_faces):
+    for i, f in enumerate(own_faces[:6]):
         images.save_png(truth / f"own{i}.png", f)
     (tmp_path / "labels.csv").write_text(
-        "".join(f"own{i}.png,half={'ab'[i % 2]},third={'xyz'[i % 3]}\n" for i in range(8)))
+        "".join(f"own{i}.png,half={'ab'[i % 2]},third={'xyz'[i % 3]}\n" for i in range(6)))
     out = tmp_path / "out"
     args = ["evaluate", f"--truth_dir={truth}", f"--output_dir={out}", "--checkpoint=default",
             f"--labels={tmp_path / 'labels.csv'}", "--config.search.restarts=2",
-            "--config.search.steps=10", "--config.batch_size=4", "--config.progress=False"]
+            "--config.search.steps=6", "--config.batch_size=4", "--config.progress=False"]
     assert cli.run(args) == 0
     recs = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     figs = json.loads((out / "summary.json").read_text())
     report = (out / "report.md").read_text()
-    assert sorted(r["name"] for r in recs) == [f"own{i}" for i in range(8)]
+    assert sorted(r["name"] for r in recs) == [f"own{i}" for i in range(6)]
     for r in recs:
         hr = images.load_image(out / r["output"])[0]
         truth_im = images.load_image(r["truth"])[0]
@@ -167,7 +170,7 @@ def test_evaluate_command_writes_records_summary_and_report(own_faces, tmp_path)
         assert r["variability"] > 0 and (out / r["variability_output"]).is_file()
         assert r["restart_identity_distance"] is None or r["restart_identity_distance"] >= 0
     for label, values in (("half", "ab"), ("third", "xyz")):
-        assert sum(figs["groups"][label][v]["n"] for v in values) == figs["overall"]["n"] == 8
+        assert sum(figs["groups"][label][v]["n"] for v in values) == figs["overall"]["n"] == 6
         assert f"## By {label}" in report and f"plots/groups_{label}.png" in report
         assert (out / "plots" / f"groups_{label}.png").is_file()
         for v in values:
@@ -175,8 +178,8 @@ def test_evaluate_command_writes_records_summary_and_report(own_faces, tmp_path)
     assert (out / "plots" / "identity_histogram.png").is_file()
     # A rerun resumes (nothing left to do); other settings are refused.
     assert cli.run(args) == 0
-    assert len((out / "metrics.jsonl").read_text().splitlines()) == 8
-    assert cli.run(args[:-2] + ["--config.search.steps=11", "--config.progress=False"]) == 2
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 6
+    assert cli.run(args[:-2] + ["--config.search.steps=7", "--config.progress=False"]) == 2
 
 
 def test_evaluate_usage_errors(tmp_path, capsys):
