@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from pulse_jax import degrade, files, folder_lock, images, inputs, pictures
+from pulse_jax.batch import manifest
 from pulse_jax.batch.progress import FaceBar
 from pulse_jax.evaluate import identity, labels as labels_lib, measures, report, summary
 from pulse_jax.generator import Generator
@@ -146,7 +147,9 @@ def _settings(gen: Generator, op: degrade.Operator, config: SearchConfig,
               options: EvaluateOptions, checkpoint: str) -> dict[str, Any]:
     return {"checkpoint": checkpoint, "resolution": gen.config.resolution,
             "degradation": op.describe(), "labels": options.labels, "seed": options.seed,
-            "search": json.loads(json.dumps(dataclasses.asdict(config), default=str)),
+            # What changes results, as the batch's config hash sees it: fields added later
+            # at their defaults leave an older run resumable.
+            "search": json.loads(json.dumps(manifest.hashed_search_fields(config), default=str)),
             "same_identity_threshold": identity.SAME_IDENTITY}
 
 
