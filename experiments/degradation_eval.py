@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import pulse_jax
-from pulse_jax import degrade, images
+from pulse_jax import degrade, evaluate, images
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("checkpoint", "default", "the model (a folder, or 'default': the shipped one)")
@@ -75,15 +75,10 @@ def operators_for(text: str, n: int, r: int, rng: np.random.Generator) -> list:
 
 
 def observe(ops: list, hr: np.ndarray, key: jax.Array) -> np.ndarray:
-    """Each face through its operator, noise drawn, clipped, 8-bit truncated like a file."""
-    ys = []
-    for i, op in enumerate(ops):
-        y = op(jnp.asarray(hr[i:i + 1]))
-        noise = [o for o in degrade.flatten(op) if isinstance(o, degrade.Noise)]
-        if noise:
-            y = noise[0].sample(jax.random.fold_in(key, i), y)
-        ys.append(np.asarray(y))
-    return images.to_uint8(np.concatenate(ys)).astype(np.float32) / 255.0
+    """Each face through its operator, noise drawn, clipped, 8-bit truncated like a file
+    (:func:`pulse_jax.evaluate.observe`, face ``i`` with ``fold_in(key, i)``)."""
+    return np.stack([evaluate.observe(op, hr[i], jax.random.fold_in(key, i))
+                     for i, op in enumerate(ops)])
 
 
 def shown(y: np.ndarray, size: int) -> np.ndarray:
