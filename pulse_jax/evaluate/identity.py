@@ -15,9 +15,9 @@ called the same person). Each descriptor is computed as dlib's own example does:
 
 An image where neither detector finds a face raises :class:`FaceNotFoundError`; no number is
 made up for it. Measured on 60 held-out UTKFace faces at 64x64: 59 found (58 by HOG), a
-face against its own slight blur (Gaussian, 0.7 px) 0.12-0.25, two different people median
+face against its own slight blur (Gaussian, 0.7 px) 0.11-0.23, two different people median
 0.70 (12% of pairs under 0.6: at 64 px, children and the very old of one group look alike
-to the network; ``docs/model_card.md``).
+to the network; ``docs/model_card.md``; ``python -m experiments.identity_check``).
 """
 
 from __future__ import annotations
