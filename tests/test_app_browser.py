@@ -149,6 +149,7 @@ def test_a_photo_in_the_browser(server, browser, tmp_path):
     for name in ("photo_0", "photo_1"):
         line = next(ln for ln in text.splitlines() if ln.startswith(f"{name}: LR"))
         assert "r0 l2" in line and "r1 l2" in line, line   # every restart, with its l2
+    assert page.locator("#faces button[aria-label='Thumbnail 4 of 4']").count()  # 2 faces x 2
     assert "taken as a photo" in page.locator("#message").inner_text()
     shot = tmp_path / "app.png"
     page.screenshot(path=str(shot), full_page=True)

@@ -69,7 +69,7 @@ def build_blocks(models: Models, work: WorkFolders, limits: Limits = Limits(),
             with gr.Column(scale=1):
                 image = gr.File(label=f"photo or tiny face ({', '.join(FORMATS)}, up to "
                                 f"{limits.max_bytes // 2**20} MB and "
-                                f"{limits.max_pixels / 1e6:.0f} million pixels)",
+                                f"{limits.max_pixels / 1e6:.1f} million pixels)",
                                 file_types=[".png", ".jpg", ".jpeg", ".webp"],
                                 type="filepath", elem_id="upload")
                 model = gr.Dropdown(models.labels, value=models.labels[0], label="model",
@@ -103,8 +103,8 @@ def build_blocks(models: Models, work: WorkFolders, limits: Limits = Limits(),
                 message = gr.Markdown(label="message", elem_id="message")
                 faces = gr.Gallery(label="every face: LR | best | every restart with its l2, "
                                    "then the variability map (dark: the restarts agree)",
-                                   columns=1, object_fit="contain", height="auto",
-                                   elem_id="faces")
+                                   columns=4, preview=True, selected_index=0,
+                                   object_fit="contain", elem_id="faces")
                 records = gr.JSON(label="manifest records", elem_id="records")
                 archive = gr.File(label="everything as a zip", interactive=False,
                                   elem_id="zip")
