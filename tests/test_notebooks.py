@@ -19,6 +19,7 @@ keeps them that way.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import pathlib
 import sys
@@ -123,6 +124,9 @@ def test_quickstart_notebook(kernel_env, monkeypatch):
     assert _shown(nb, "movie", "image/gif") == 1
     assert "2 local device(s)" in _text(nb, "devices")
     assert "restarts spread over the devices" in _text(nb, "search")
+    # Off Colab the app cell builds the app (with the app extra) and launches nothing.
+    has_gradio = importlib.util.find_spec("gradio") is not None
+    assert ("the app builds" if has_gradio else "needs gradio") in _text(nb, "app")
 
 
 @pytest.mark.slow

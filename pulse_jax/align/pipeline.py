@@ -174,7 +174,8 @@ def upsample_photos(generator: Generator, photos_spec, output_dir: os.PathLike,
                     rules: Optional[FaceRules] = None,
                     checkpoint_manifest: Optional[dict] = None, lr_size: int = 0,
                     num_landmarks: int = 5, detect_options: Optional[dict] = None,
-                    log: Optional[Callable[[str], None]] = None) -> PhotosSummary:
+                    log: Optional[Callable[[str], None]] = None,
+                    progress: Optional[Callable] = None) -> PhotosSummary:
     """Photos in, photos ``upscale`` times larger out: the three steps of the module doc, in
     ``output_dir``.
 
@@ -195,6 +196,8 @@ def upsample_photos(generator: Generator, photos_spec, output_dir: os.PathLike,
       detect_options: :func:`pulse_jax.align.detect.detect_faces`'s (``min_face_px``,
         ``min_score``, ...).
       log: told every step's messages and summaries (default ``logging.info``).
+      progress: told every :class:`pulse_jax.search.Progress` of step 2
+        (:func:`pulse_jax.batch.run_batch`'s).
 
     Returns:
       a :class:`PhotosSummary` (``exit_status()`` is the command's; a run where no face
@@ -218,7 +221,8 @@ def upsample_photos(generator: Generator, photos_spec, output_dir: os.PathLike,
     if aligned.faces:
         lr_dir = pathlib.Path(output_dir) / ALIGNED / folder.LR_FOLDER
         summary = batch.run_batch(generator, str(lr_dir), output_dir,
-                                  search_config or SearchConfig(), options, log=say)
+                                  search_config or SearchConfig(), options, log=say,
+                                  progress=progress)
         say(summary.format())
     else:
         say(f"--align: no face to replace in {photos_spec}: nothing to search (the photos' "

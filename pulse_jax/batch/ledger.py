@@ -29,6 +29,8 @@ class Ledger:
         unreadable; filled on resume, recorded with every line.
       finished: face name -> its current record (this run's or an earlier run's).
       bar: the progress bar (none until the faces to do are known).
+      progress: told every :class:`~pulse_jax.search.Progress` of the search (None: only
+        the bar is), for a caller's own display (the web app's).
     """
 
     def __init__(self, plan: Plan, log: Callable[[str], None]):
@@ -44,6 +46,7 @@ class Ledger:
         self.mask_shas: dict[pathlib.Path, Optional[str]] = {}
         self.finished: dict[str, dict] = {}
         self.bar = FaceBar(0, False, "")
+        self.progress: Optional[Callable] = None
         self._log = log
 
     def say(self, msg: str) -> None:

@@ -1,5 +1,5 @@
 r"""The ``pulse-jax`` command: ``upsample``, ``align``, ``evaluate``, ``convert``, ``info``,
-``merge`` and ``template``.
+``merge``, ``template`` and ``app``.
 
 ::
 
@@ -15,6 +15,7 @@ r"""The ``pulse-jax`` command: ``upsample``, ``align``, ``evaluate``, ``convert`
   pulse-jax info [DIR] [--arrays]
   pulse-jax merge OUTPUT_DIR
   pulse-jax template [--checkpoint=DIR] [--samples=200] [--write]
+  pulse-jax app [--host=127.0.0.1] [--port=7860] [--checkpoint=DIR]
 
 ``upsample`` runs :func:`pulse_jax.batch.run_batch` with the config of
 :mod:`pulse_jax.cli.config` (``--config.FIELD=VALUE`` overrides a field; ``--input_dir``,
@@ -38,11 +39,12 @@ default the cache's ``ffhq1024``; without a Gaussian fit file the fit is compute
 ``--fit_samples`` mapping samples. ``info`` prints a checkpoint's manifest. ``merge`` folds
 the manifest parts of a multi-process run into ``manifest.jsonl`` (idempotent). ``template``
 (until now ``python -m pulse_jax.align.template``) measures a generator's framing on faces
-it draws and can store it in its checkpoint for ``align``.
+it draws and can store it in its checkpoint for ``align``. ``app`` serves the local web app
+(:mod:`pulse_jax.app`, the ``app`` extra) until interrupted.
 
 Modules: ``main`` (the dispatcher, ``--version``), one per command (``upsample_command``,
 ``align_command``, ``evaluate_command``, ``convert_command``, ``info_command``,
-``merge_command`` and ``template_command``), ``config`` (the ``upsample`` config, which
+``merge_command``, ``template_command`` and ``app_command``), ``config`` (the ``upsample`` config, which
 ``evaluate`` reads too), ``common`` (:class:`UsageError`, flag parsing). A command only parses
 its flags and calls the library.
 

@@ -12,8 +12,9 @@ from typing import Callable, Optional, Sequence
 from absl import logging as absl_logging
 
 from pulse_jax import exit_codes, folder_lock
-from pulse_jax.cli import (align_command, common, convert_command, evaluate_command,
-                           info_command, merge_command, template_command, upsample_command)
+from pulse_jax.cli import (align_command, app_command, common, convert_command,
+                           evaluate_command, info_command, merge_command, template_command,
+                           upsample_command)
 from pulse_jax.cli.common import UsageError
 
 __all__ = ["main", "run", "version"]
@@ -31,6 +32,8 @@ commands:
   info       print a checkpoint's manifest
   merge      merge the manifest parts of a multi-process run
   template   measure a generator's framing template on its own faces (align extra)
+  app        a local web app: photo in, upscaled photo and every restart out
+             (needs the app extra: pip install "pulse-jax[app]")
   version    print the versions of pulse-jax, jax and jaxlib (also --version)
 """
 
@@ -38,7 +41,8 @@ commands:
 _COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "upsample": upsample_command.command, "align": align_command.align_main,
     "evaluate": evaluate_command.command, "convert": convert_command.command, "info": info_command.command,
-    "merge": merge_command.command, "template": template_command.command}
+    "merge": merge_command.command, "template": template_command.command,
+    "app": app_command.command}
 
 
 def version() -> str:
