@@ -1,29 +1,40 @@
-r"""Speed of one PULSE search step: the official PyTorch code next to ours, in the same run.
+r"""Speed of one PULSE search step: the official PyTorch code next to ours, in one command.
 
-Prints, for each restart count, the first step (ours: tracing and compilation included) and
-the median time of the later steps of each implementation, face-restart-steps per second,
-and the ratio of the medians; then torch/jax versions, thread counts and jax.devices().
+Prints one row per model and restart count (the shipped 64x64 model at 1, 4 and 12 restarts,
+the 1024 FFHQ architecture at 1 and 4): the median time per step of each implementation,
+the ratio of the medians, our fraction of the machine's float32 matmul peak (measured in the
+same run), and the first step (ours: tracing and compilation included). Then torch/jax
+versions, thread counts and jax.devices(). The README's and docs/performance.md's speed
+tables come from it:
 
-  python benchmarks/reference_bench.py --reference_dir=/path/to/pulse --model=ffhq1024 \
-      --restarts=1,4 --steps=3
-  python benchmarks/reference_bench.py --reference_dir=/path/to/pulse --model=shipped \
-      --restarts=1,2 --steps=2
+  JAX_PLATFORMS=cpu python benchmarks/reference_bench.py --reference_dir=/path/to/pulse
+
+  # one model, other restart counts, more repeats:
+  python benchmarks/reference_bench.py --reference_dir=/path/to/pulse --models=shipped \
+      --restarts=1,2,12 --repeats=5
 
 Needs torch installed and a checkout of the official repository (github.com/adamian98/pulse);
 neither is a dependency of pulse-jax. Its stylegan, bicubic, loss and SphericalOptimizer
 modules are imported from --reference_dir at run time. Nothing is downloaded: both sides use
-random weights (speed does not depend on them). The reference runs on torch's CPU; ours on
-jax.devices()[0], so set JAX_PLATFORMS=cpu for a same-hardware comparison.
+random weights (speed does not depend on them), except that "shipped" is our bundled
+checkpoint on our side. The reference runs on torch's CPU; ours on jax.devices()[0], so set
+JAX_PLATFORMS=cpu for a same-hardware comparison. 1024 at 12 restarts is left out by default:
+one reference step takes about 45 s there (--restarts_1024=1,4,12 asks for it).
 
-Ours runs first, all restart counts, before torch is even imported: once torch's OpenMP
-threads exist they slow XLA:CPU in the same process (seen: 1.41 s per 1024 step alone, 1.78 s
-after a reference run). torch's threads in turn stall when another process holds a core
-(seen on a busy 2-core machine: 0.02 s steps turning into 2 s); measure on a quiet machine,
-or set --threads below the free cores.
+Each implementation runs in a process of its own, one per model and repeat, the two
+alternating (ours first in even repeats, the reference first in odd ones), and every figure
+is the median over the repeats of each process's median step. Separate processes because
+torch's OpenMP threads slow XLA:CPU in the same process (seen: 1.41 s per 1024 step alone,
+1.78 s after a reference run); alternation and medians because torch's threads stall when
+another process holds a core (seen on a busy 2-core machine: 0.02 s steps turning into
+2 s): measure on a quiet machine, or set --threads below the free cores.
 """
 
+
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -35,14 +46,20 @@ import pulse_jax
 from timing import time_upsample
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("reference_dir", None, "checkout of adamian98/pulse", required=True)
-flags.DEFINE_enum("model", "ffhq1024", ["ffhq1024", "shipped"],
-                  "ffhq1024: GeneratorConfig() defaults; shipped: the bundled checkpoint's config")
-flags.DEFINE_integer("lr_size", None, "LR side (default 32 for ffhq1024, 8 for shipped)")
-flags.DEFINE_list("restarts", ["1", "4"], "restart counts (one face each)")
-flags.DEFINE_integer("steps", 3, "timed steps after a warm-up step")
+flags.DEFINE_string("reference_dir", None, "checkout of adamian98/pulse (not needed for --worker=ours)")
+flags.DEFINE_list("models", ["shipped", "ffhq1024"],
+                  "shipped: the bundled 64x64 checkpoint's config; ffhq1024: GeneratorConfig() defaults")
+flags.DEFINE_list("restarts", ["1", "4", "12"], "restart counts for the shipped model (one face each)")
+flags.DEFINE_list("restarts_1024", ["1", "4"], "restart counts for ffhq1024")
+flags.DEFINE_integer("steps", 10, "timed steps after a warm-up step, shipped model")
+flags.DEFINE_integer("steps_1024", 3, "timed steps after a warm-up step, ffhq1024")
+flags.DEFINE_integer("repeats", 3, "processes per implementation and model, alternating")
 flags.DEFINE_integer("threads", os.cpu_count(), "torch.set_num_threads")
 flags.DEFINE_enum("which", "both", ["both", "reference", "ours"], "implementations to time")
+flags.DEFINE_enum("worker", None, ["reference", "ours"],
+                  "internal: time one implementation for --model in this process, print JSON")
+flags.DEFINE_enum("model", "shipped", ["shipped", "ffhq1024"], "internal: the worker's model")
+flags.DEFINE_integer("peak_n", 2048, "matrix side for the matmul peak")
 
 REF_MODULES = ("stylegan", "bicubic", "loss", "SphericalOptimizer")
 
@@ -138,55 +155,122 @@ def ours_steps(gen: pulse_jax.Generator, lr_size: int, restarts: int,
     return time_upsample(gen, lr, pulse_jax.SearchConfig(steps=steps + 1, restarts=restarts))
 
 
-def main(argv: list[str]) -> None:
-    del argv
-    if FLAGS.model == "shipped":
-        shipped = pulse_jax.default_generator()
-        cfg, lr_size = shipped.config, FLAGS.lr_size or 8
-    else:
-        shipped, cfg, lr_size = None, pulse_jax.GeneratorConfig(), FLAGS.lr_size or 32
-    if cfg.resolution % lr_size:
-        raise SystemExit(f"--lr_size={lr_size} does not divide the resolution {cfg.resolution}")
-    restarts = [int(r) for r in FLAGS.restarts]
-    gen = None
-    if FLAGS.which != "reference":
-        D = cfg.dlatent_size
-        gen = shipped or pulse_jax.random_generator(cfg, jax.random.PRNGKey(0), with_mapping=False
-                                                    ).replace_gaussian_fit(np.zeros(D, np.float32),
-                                                                           np.ones(D, np.float32))
+def step_flops(gen: pulse_jax.Generator, lr_size: int, restarts: int) -> float:
+    """XLA's FLOP count of the step program ``upsample`` ran (its HLO before optimization)."""
+    from pulse_jax.search import stages as stages_lib
+    from pulse_jax.search.steps import Spec, restart_keys
+    cfg = gen.config
+    spec = Spec.make(cfg, pulse_jax.SearchConfig(restarts=restarts), cfg.resolution // lr_size)
+    stages = stages_lib.build(spec, None, restarts)
+    state = stages.init(*stages.draw(restart_keys(0, [0], restarts)))
+    lr = np.zeros((restarts, lr_size, lr_size, 3), np.float32)
+    cost = stages.step.lower(stages.prepare(gen), lr, state).cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost.get("flops", float("nan")))
 
-    # Ours first, all of it, before torch is imported (see the module doc).
-    results = {}
-    if FLAGS.which != "reference":
+
+def matmul_peak(n: int) -> float:
+    """Sustained float32 matmul FLOP/s of the default device (about 2 s)."""
+    import jax.numpy as jnp
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+    f = jax.jit(lambda x: jnp.dot(x, x, precision="highest"))
+    f(a).block_until_ready()
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < 2.0 or reps < 3:
+        f(a).block_until_ready()
+        reps += 1
+    return 2 * n**3 * reps / (time.perf_counter() - t0)
+
+
+def model_setup(model: str) -> tuple[pulse_jax.GeneratorConfig, int, list[int], int]:
+    """(config, LR side, restart counts, timed steps) of a model name."""
+    if model == "shipped":
+        return (pulse_jax.default_generator().config, 8, [int(r) for r in FLAGS.restarts],
+                FLAGS.steps)
+    return pulse_jax.GeneratorConfig(), 32, [int(r) for r in FLAGS.restarts_1024], FLAGS.steps_1024
+
+
+def worker(which: str, model: str) -> dict:
+    """Times one implementation on one model, every restart count, in this process."""
+    cfg, lr_size, restarts, steps = model_setup(model)
+    out = {"rows": {}}
+    if which == "ours":
+        D = cfg.dlatent_size
+        gen = (pulse_jax.default_generator() if model == "shipped" else
+               pulse_jax.random_generator(cfg, jax.random.PRNGKey(0), with_mapping=False)
+               .replace_gaussian_fit(np.zeros(D, np.float32), np.ones(D, np.float32)))
         for r in restarts:
-            results[r, "ours"] = ours_steps(gen, lr_size, r, FLAGS.steps)
-    ref = import_reference(FLAGS.reference_dir) if FLAGS.which != "ours" else None
-    if ref is not None:
+            first, later = ours_steps(gen, lr_size, r, steps)
+            out["rows"][r] = {"first": first, "median": statistics.median(later),
+                              "flops": step_flops(gen, lr_size, r)}
+        out["peak"] = matmul_peak(FLAGS.peak_n)
+        out["versions"] = f"jax {jax.__version__}, devices {jax.devices()}"
+    else:
+        ref = import_reference(FLAGS.reference_dir)
         ref["torch"].set_num_threads(FLAGS.threads)
         for r in restarts:
             # The reference's batch of R independent latents = R restarts of one face in ours.
-            results[r, "reference"] = reference_steps(ref, cfg, lr_size, r, FLAGS.steps)
+            first, later = reference_steps(ref, cfg, lr_size, r, steps)
+            out["rows"][r] = {"first": first, "median": statistics.median(later)}
+        out["versions"] = (f"torch {ref['torch'].__version__}, threads "
+                           f"{ref['torch'].get_num_threads()} (os.cpu_count() {os.cpu_count()})")
+    return out
 
-    print(f"model {FLAGS.model}: {cfg.resolution}px, {cfg.num_layers} x {cfg.dlatent_size} latent, "
-          f"widths {cfg.widths}, LR {lr_size} (x{cfg.resolution // lr_size}); "
-          f"{FLAGS.steps} timed steps after one warm-up")
-    if ref is not None:
-        print(f"torch {ref['torch'].__version__}, threads {ref['torch'].get_num_threads()} "
-              f"(os.cpu_count() {os.cpu_count()})")
-    print(f"jax {jax.__version__}, devices {jax.devices()}")
-    print(f"{'model':9} {'restarts':>8} {'impl':>10} {'first step s':>13} "
-          f"{'s/step (median)':>16} {'face-restart-steps/s':>21}")
-    for r in restarts:
-        medians = {}
-        for name in ("reference", "ours"):
-            if (r, name) not in results:
-                continue
-            first, later = results[r, name]
-            medians[name] = statistics.median(later)
-            print(f"{FLAGS.model:9} {r:>8} {name:>10} {first:>13.3f} "
-                  f"{medians[name]:>16.4f} {r / medians[name]:>21.2f}", flush=True)
-        if len(medians) == 2:
-            print(f"speedup ours vs reference: {medians['reference'] / medians['ours']:.2f}x")
+
+def run_worker(which: str, model: str) -> dict:
+    """:func:`worker` in a fresh process (this script with --worker); its JSON result."""
+    keep = [a for a in sys.argv[1:] if not a.startswith(("--worker", "--model="))]
+    cmd = [sys.executable, os.path.abspath(__file__), f"--worker={which}", f"--model={model}"] + keep
+    done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    if done.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed (exit {done.returncode})")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    if FLAGS.worker:
+        print(json.dumps(worker(FLAGS.worker, FLAGS.model)), flush=True)
+        return
+    impls = ["ours", "reference"] if FLAGS.which == "both" else [FLAGS.which]
+    if "reference" in impls and not FLAGS.reference_dir:
+        raise SystemExit("--reference_dir is required to time the reference (or --which=ours)")
+    runs = {}  # (model, impl) -> [worker results, one per repeat]
+    for rep in range(FLAGS.repeats):
+        for model in FLAGS.models:
+            for impl in impls if rep % 2 == 0 else impls[::-1]:
+                runs.setdefault((model, impl), []).append(run_worker(impl, model))
+                print(f"repeat {rep + 1}/{FLAGS.repeats}: {model} {impl} done", file=sys.stderr,
+                      flush=True)
+
+    med = statistics.median
+    print(f"{FLAGS.repeats} repeat(s), each the median of its timed steps after one warm-up "
+          f"step; figures are medians over the repeats")
+    for impl in impls:
+        print(runs[FLAGS.models[0], impl][0]["versions"])
+    peaks = [r["peak"] for m in FLAGS.models for r in runs.get((m, "ours"), [])]
+    if peaks:
+        print(f"float32 matmul peak ({FLAGS.peak_n}^2, ours' processes): {med(peaks) / 1e9:.1f} "
+              f"GFLOP/s (median; range {min(peaks) / 1e9:.1f}-{max(peaks) / 1e9:.1f})")
+    print(f"{'model':9} {'restarts':>8} {'reference s/step':>17} {'ours s/step':>12} {'ratio':>6} "
+          f"{'ours GFLOP':>11} {'% of peak':>9} {'first step ref / ours s':>24}")
+    for model in FLAGS.models:
+        cfg, lr_size, restarts, steps = model_setup(model)
+        print(f"# {model}: {cfg.resolution}px, {cfg.num_layers} x {cfg.dlatent_size} latent, "
+              f"widths {cfg.widths}, LR {lr_size} (x{cfg.resolution // lr_size}), "
+              f"{steps} timed steps")
+        for r in restarts:
+            cell = {impl: [run["rows"][str(r)] for run in runs[model, impl]] for impl in impls}
+            t = {impl: med([c["median"] for c in rows]) for impl, rows in cell.items()}
+            first = {impl: med([c["first"] for c in rows]) for impl, rows in cell.items()}
+            ref_s = f"{t['reference']:.4f}" if "reference" in t else "-"
+            ours_s = f"{t['ours']:.4f}" if "ours" in t else "-"
+            ratio = f"{t['reference'] / t['ours']:.2f}x" if len(t) == 2 else "-"
+            flops = f"{cell['ours'][0]['flops'] / 1e9:.2f}" if "ours" in t else "-"
+            frac = f"{cell['ours'][0]['flops'] / t['ours'] / med(peaks):.0%}" if "ours" in t else "-"
+            firsts = " / ".join(f"{first[i]:.2f}" if i in first else "-" for i in ("reference", "ours"))
+            print(f"{model:9} {r:>8} {ref_s:>17} {ours_s:>12} {ratio:>6} {flops:>11} {frac:>9} "
+                  f"{firsts:>24}", flush=True)
 
 
 if __name__ == "__main__":
