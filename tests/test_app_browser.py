@@ -2,7 +2,8 @@
 (Debian's ``chromium``; Playwright's Python API with that executable, no browser download)
 and by ``gradio_client``: a photo in, the photo twice as large and every restart out; a bad
 file shows its message and the page goes on; the API with only an image; two requests at
-once both answered; nothing outside the work folder served; the work folder removed at exit.
+once, the second waiting with its place while the first shows its step and best l2, both
+answered; nothing outside the work folder served; the work folder removed at exit.
 
 One server for the module (the shipped 64x64 model, 5 steps, 2 restarts, upscale 2), so
 its searches compile once. Chromium runs with no network: the flags below keep it from
@@ -18,7 +19,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -173,25 +173,36 @@ def test_a_bad_file_shows_its_message_and_the_page_goes_on(server, browser, tmp_
     page.close()
 
 
-def test_two_requests_at_once_are_both_answered(server):
+def test_two_requests_at_once_wait_their_turn_and_are_both_answered(server):
+    """The second request waits in the queue with its place while the first runs (one
+    search at a time), the first reports its step and best l2, and both are answered."""
     from gradio_client import handle_file
+    from gradio_client.utils import Status
     url, _ = server
-    results, errors = [None, None], []
-
-    def ask(k: int, path: pathlib.Path) -> None:
-        try:
-            results[k] = client(url).predict(handle_file(str(path)), seed=k,
-                                             api_name="/upsample")
-        except Exception as e:  # noqa: BLE001 - reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=ask, args=(k, FACE)) for k in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=180)
-    assert not errors and all(r is not None for r in results), errors
+    c = client(url)
+    # A longer first search (150 steps: a second or two on the CPU after its compile),
+    # so that the second request arrives while it runs.
+    first = c.submit(handle_file(str(FACE)), steps=150, seed=0, api_name="/upsample")
+    deadline, progress = time.time() + 120, ""
+    while not progress and time.time() < deadline and not first.done():
+        units = first.status().progress_data or []
+        progress = next((u.desc for u in units if u.desc and "best l2" in u.desc), "")
+        time.sleep(0.05)
+    assert progress.startswith("step "), progress   # e.g. "step 20/150, best l2 0.01"
+    second = c.submit(handle_file(str(FACE)), seed=1, api_name="/upsample")
+    waiting = None
+    while not second.done() and time.time() < deadline:
+        st = second.status()
+        if st.code == Status.IN_QUEUE and st.rank is not None:
+            waiting = (st.rank, st.queue_size, first.done())
+            break
+        time.sleep(0.02)
+    assert waiting is not None, "the second request was never seen waiting in the queue"
+    rank, size, first_done = waiting
+    assert rank == 0 and size >= 1 and not first_done, waiting   # first in line, behind the first
+    results = [first.result(timeout=180), second.result(timeout=180)]
     assert [Image.open(r[0]).size for r in results] == [(64, 64), (64, 64)]
+    assert "150 steps" in results[0][1] and "5 steps" in results[1][1]
 
 
 def test_a_bomb_and_a_text_file_through_the_api(server, tmp_path):
