@@ -132,14 +132,28 @@ def test_no_checkpoint_falls_back_to_the_shipped_model(tmp_path, env, tiny_ckpt)
     (["--checkpoint=/nonexistent/ckpt"], "/nonexistent/ckpt"),
     (["stray_argument"], "stray_argument"),
 ])
-def test_usage_errors_exit_2(tmp_path, env, tiny_ckpt, args, needle):
+def test_usage_errors_exit_2(tmp_path, tiny_ckpt, capsys, args, needle):
+    """In this process (``cli.run``, what ``main`` exits with: an exception other than a
+    usage error would propagate and fail here); the next test runs one in a child process."""
+    from pulse_jax import cli
     fakes.write_faces(tmp_path / "in", 1)
     base = [f"--checkpoint={tiny_ckpt}", f"--input_dir={tmp_path / 'in'}",
             f"--output_dir={tmp_path / 'out'}"]
-    p = _cli(["upsample", *base, *args], env)
+    status = cli.run(["upsample", *base, *args])
+    err = capsys.readouterr().err
+    assert status == 2, (status, err)
+    assert "Traceback" not in err
+    assert needle in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_usage_error_exits_2_in_a_child_process(tmp_path, env, tiny_ckpt):
+    fakes.write_faces(tmp_path / "in", 1)
+    p = _cli(["upsample", f"--checkpoint={tiny_ckpt}", f"--input_dir={tmp_path / 'in'}",
+              f"--output_dir={tmp_path / 'out'}", "--config.search.nosuchfield=1"], env)
     assert p.returncode == 2, (p.returncode, p.stderr)
     _no_traceback(p)
-    assert needle in p.stderr
+    assert "nosuchfield" in p.stderr
 
 
 def test_unknown_command_and_help(env):

@@ -15,14 +15,15 @@ from pulse_jax.search.steps import Spec
 from pulse_jax.stylegan import GeneratorConfig
 from pulse_jax.stylegan.convs import UPCONVS
 
+import fakes
 from helpers import fixture_generator, nhwc
 
 E2E = SearchConfig(bad_noise_layers="17", steps=10)  # the fixture's run.py defaults, 10 steps
 GEN_CFG = GeneratorConfig(resolution=128, fmap_base=512, fmap_max=32)
 
 
-def _spec(gen, cfg, rows=None):
-    spec = Spec.make(gen.config, cfg, 8)
+def _spec(gen, cfg, rows=None, factor=8):
+    spec = Spec.make(gen.config, cfg, factor)
     assert rows is None or spec.rows == rows
     return spec
 
@@ -164,18 +165,20 @@ def test_return_last_reproduces_reference(ref):
 
 
 # ------------------------------------------------------------------------------------------
-# Self-consistency with a random-weight generator whose own images are the targets.
+# Self-consistency with a random-weight generator whose own images are the targets: the
+# tiny test generator (32 x 32, x4), since nothing below depends on the generator's size
+# (the parity tests above use the reference's 128 x 128 fixture), and its programs compile
+# and run several times faster.
 
 SMALL = SearchConfig(steps=6, restarts=3, chunk_steps=4, eps=2e-3, keep_restart_images=True)
+R, FACTOR = fakes.TINY_CONFIG.resolution, fakes.TINY_CONFIG.resolution // fakes.LR_SIZE
 
 
 @pytest.fixture(scope="module")
-def own_targets(ref):
-    gen = fixture_generator(ref)
-    wplus = ref["synthesis_io/dlatents"]
-    from helpers import fixture_noises
-    img = (np.asarray(gen.synthesize(wplus, fixture_noises(ref))) + 1) / 2
-    lr = np.clip(np.asarray(degrade.bicubic_downscale(jnp.asarray(img), 8)), 0, 1)
+def own_targets():
+    gen = fakes.tiny_generator()
+    img = gen.sample(jax.random.PRNGKey(0), 2)
+    lr = np.clip(np.asarray(degrade.bicubic_downscale(img, FACTOR)), 0, 1)
     lr = np.concatenate([lr, lr[:1]])  # a duplicate face: its restarts must differ
     return gen, lr.astype(np.float32)
 
@@ -185,17 +188,19 @@ def test_result_is_self_consistent(own_targets):
     gen, lr = own_targets
     res = search.upsample(gen, lr, SMALL, seed=3)
     N, S = lr.shape[0], lr.shape[1]
-    assert res.hr.shape == (N, 128, 128, 3) and res.lr.shape == (N, S, S, 3)
+    assert res.hr.shape == (N, R, R, 3) and res.lr.shape == (N, S, S, 3)
     assert res.hr.min() >= 0 and res.hr.max() <= 1
-    np.testing.assert_allclose(np.asarray(degrade.bicubic_downscale(jnp.asarray(res.hr), 8)), res.lr, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(degrade.bicubic_downscale(jnp.asarray(res.hr), FACTOR)), res.lr,
+                               atol=1e-6)
     np.testing.assert_allclose(res.l2, np.mean((res.lr - lr) ** 2, axis=(1, 2, 3)), rtol=1e-5)
     np.testing.assert_array_equal(res.success, res.l2 <= SMALL.eps)
-    assert res.restart_l2.shape == (N, 3) and res.restart_hr.shape == (N, 3, 128, 128, 3)
+    assert res.restart_l2.shape == (N, 3) and res.restart_hr.shape == (N, 3, R, R, 3)
     np.testing.assert_array_equal(res.l2, res.restart_l2[np.arange(N), res.restart])
     np.testing.assert_array_equal(res.hr, res.restart_hr[np.arange(N), res.restart])
     # Faces 0 and 2 have the same input but different ids: different starts.
     assert not np.array_equal(res.latent[0], res.latent[2])
-    assert res.wplus.shape == (N, gen.num_layers, 512) and len(res.noises) == gen.num_layers
+    assert res.wplus.shape == (N, gen.num_layers, gen.config.dlatent_size)
+    assert len(res.noises) == gen.num_layers
     # The rendering of the returned latents reproduces the returned image.
     img = (np.asarray(gen.synthesize(res.wplus, res.noises)) + 1) / 2
     np.testing.assert_allclose(np.clip(img, 0, 1), res.hr, atol=1e-4)
@@ -245,8 +250,7 @@ def test_progress_reports(own_targets):
     cfg = SearchConfig(steps=5, restarts=2, chunk_steps=2)
     search.upsample(gen, lr[:2], cfg, progress=lambda p: seen.append((p.step, p.best_l2.shape,
                                                                         p.render().shape)))
-    assert seen == [(2, (2, 2), (2, 128, 128, 3)), (4, (2, 2), (2, 128, 128, 3)),
-                    (5, (2, 2), (2, 128, 128, 3))]
+    assert seen == [(2, (2, 2), (2, R, R, 3)), (4, (2, 2), (2, R, R, 3)), (5, (2, 2), (2, R, R, 3))]
 
 
 @pytest.mark.slow
@@ -272,7 +276,7 @@ def test_spread_restarts_over_devices(own_targets):
     gen, lr = own_targets
     mesh = jax.sharding.Mesh(np.array(jax.devices()[:4]), ("faces",))
     cfg = SearchConfig(steps=2, restarts=4, chunk_steps=1)
-    spec = Spec.make(gen.config, cfg, 8)
+    spec = Spec.make(gen.config, cfg, FACTOR)
     st = search_stages.build(spec, mesh, 4, spread_restarts=True)
     state = st.init(*st.draw(search.restart_keys(0, [0], 4)))
     z = state.params["z"]
@@ -307,9 +311,11 @@ def test_bicubic_overshoot_is_clipped_with_a_warning(own_targets):
     """Our own downscale of an image in [0, 1] can leave [0, 1] by a little: such input is
     clipped (with a warning) and searched exactly like the clipped array."""
     gen, lr = own_targets
-    blocks = np.random.default_rng(0).integers(0, 2, (16, 16)).astype(np.float32)
-    hr = np.repeat(np.kron(blocks, np.ones((8, 8), np.float32))[None, :, :, None], 3, -1)
-    down = np.asarray(degrade.bicubic_downscale(jnp.asarray(hr), 8))  # [1, 16, 16, 3]
+    S = lr.shape[1]
+    # (seed 1: a pattern whose downscale overshoots both ways at this size, checked below)
+    blocks = np.random.default_rng(1).integers(0, 2, (S, S)).astype(np.float32)
+    hr = np.repeat(np.kron(blocks, np.ones((FACTOR, FACTOR), np.float32))[None, :, :, None], 3, -1)
+    down = np.asarray(degrade.bicubic_downscale(jnp.asarray(hr), FACTOR))  # [1, S, S, 3]
     assert down.max() > 1 and down.min() < 0        # a sharp image overshoots both ways
     cfg = SearchConfig(steps=2, restarts=1)
     with pytest.warns(UserWarning, match="clipped to \\[0, 1\\]"):
@@ -328,7 +334,7 @@ def test_optimizers_and_schedules_run(own_targets, opt_name, schedule):
                        learning_rate=0.4 if opt_name.startswith("adam") else 0.05)
     res = search.upsample(gen, lr[:1], cfg, seed=0)
     assert np.isfinite(res.l2).all()
-    spec = _spec(gen, cfg)
+    spec = _spec(gen, cfg, factor=FACTOR)
     init, _ = search_steps.draw(spec, search.restart_keys(0, [0], 1)[0])
     np.testing.assert_allclose(np.linalg.norm(res.latent[0], axis=-1),
                                np.linalg.norm(np.asarray(init["z"]), axis=-1), rtol=1e-5)
@@ -338,18 +344,18 @@ def test_optimizers_and_schedules_run(own_targets, opt_name, schedule):
 def test_tile_latent_and_noise_modes(own_targets):
     gen, lr = own_targets
     res = search.upsample(gen, lr[:1], SearchConfig(steps=2, tile_latent=True), seed=0)
-    assert res.latent.shape == (1, 1, 512)
+    assert res.latent.shape == (1, 1, gen.config.dlatent_size)
     np.testing.assert_array_equal(res.wplus[0], np.broadcast_to(res.wplus[0, :1], res.wplus[0].shape))
     zero = search.upsample(gen, lr[:1], SearchConfig(steps=2, noise_type="zero"), seed=0)
     assert all(not np.any(n) for n in zero.noises)
     cfg = SearchConfig(steps=2, noise_type="fixed", bad_noise_layers="3.last")
     fixed = search.upsample(gen, lr[:1], cfg, seed=0)
-    _, frozen = search_steps.draw(_spec(gen, cfg), search.restart_keys(0, [0], 1)[0])
+    _, frozen = search_steps.draw(_spec(gen, cfg, factor=FACTOR), search.restart_keys(0, [0], 1)[0])
     assert not np.any(fixed.noises[3]) and not np.any(fixed.noises[-1])
     kept = [i for i in range(gen.num_layers) if i not in (3, gen.num_layers - 1)]
     for i, n in zip(kept, frozen):  # frozen maps come back unchanged
         np.testing.assert_array_equal(fixed.noises[i][0, ..., 0], np.asarray(n)[0])
     trained = search.upsample(gen, lr[:1], SearchConfig(steps=2), seed=0)
-    _, frozen_t = search_steps.draw(_spec(gen, SearchConfig()), search.restart_keys(0, [0], 1)[0])
+    _, frozen_t = search_steps.draw(_spec(gen, SearchConfig(), factor=FACTOR), search.restart_keys(0, [0], 1)[0])
     # Layers 0..4 are trainable and move; layer 5 is frozen and does not.
     np.testing.assert_array_equal(trained.noises[5][0, ..., 0], np.asarray(frozen_t[0])[0])
