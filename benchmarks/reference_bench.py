@@ -43,7 +43,7 @@ import jax
 import numpy as np
 
 import pulse_jax
-from timing import time_upsample
+from timing import matmul_peak, time_upsample
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("reference_dir", None, "checkout of adamian98/pulse (not needed for --worker=ours)")
@@ -167,19 +167,6 @@ def step_flops(gen: pulse_jax.Generator, lr_size: int, restarts: int) -> float:
     cost = stages.step.lower(stages.prepare(gen), lr, state).cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     return float(cost.get("flops", float("nan")))
-
-
-def matmul_peak(n: int) -> float:
-    """Sustained float32 matmul FLOP/s of the default device (about 2 s)."""
-    import jax.numpy as jnp
-    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
-    f = jax.jit(lambda x: jnp.dot(x, x, precision="highest"))
-    f(a).block_until_ready()
-    reps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < 2.0 or reps < 3:
-        f(a).block_until_ready()
-        reps += 1
-    return 2 * n**3 * reps / (time.perf_counter() - t0)
 
 
 def model_setup(model: str) -> tuple[pulse_jax.GeneratorConfig, int, list[int], int]:

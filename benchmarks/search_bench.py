@@ -23,6 +23,7 @@ from pulse_jax import search
 from pulse_jax.search import stages as search_stages
 from pulse_jax.search import SearchConfig
 from pulse_jax.search.steps import Spec
+from timing import matmul_peak
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("resolution", 1024, "generator resolution")
@@ -40,18 +41,6 @@ flags.DEFINE_enum("loop", "auto", list(search.LOOPS), "step loop (SearchConfig.l
 flags.DEFINE_enum("upconv", "auto", list(search.UPCONVS), "upsampling convs (SearchConfig.upconv)")
 flags.DEFINE_integer("peak_n", 2048, "matrix side for the matmul peak")
 flags.DEFINE_bool("compile_only", False, "print compile time, FLOPs and memory, then stop")
-
-
-def matmul_peak(n: int, precision: str) -> float:
-    """Sustained float32 matmul FLOP/s of the default device."""
-    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
-    f = jax.jit(lambda x: jnp.dot(x, x, precision=precision))
-    f(a).block_until_ready()
-    reps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < 2.0 or reps < 3:
-        f(a).block_until_ready()
-        reps += 1
-    return 2 * n**3 * reps / (time.perf_counter() - t0)
 
 
 def main(argv):

@@ -1,4 +1,5 @@
-"""Timing of a whole :func:`pulse_jax.upsample` call, step by step, through the public API.
+"""Timing of a whole :func:`pulse_jax.upsample` call, step by step, through the public API,
+and the matmul peak the figures are compared with.
 
 Shared by the benchmark scripts (no flags here). ``chunk_steps=1`` makes the progress
 callback fire after every step; it reads the step's losses back to the host, so the time
@@ -10,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import time
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 import pulse_jax
@@ -27,3 +30,16 @@ def time_upsample(gen: pulse_jax.Generator, lr: np.ndarray, config: pulse_jax.Se
     pulse_jax.upsample(gen, lr, config, seed=seed,
                        progress=lambda p: marks.append(time.perf_counter()))
     return marks[0] - t0, list(np.diff(marks))
+
+
+def matmul_peak(n: int, precision: str = "highest") -> float:
+    """Sustained float32 ``[n, n] @ [n, n]`` FLOP/s of the default device (about 2 s), the
+    yardstick for the benchmarks' "% of peak"."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+    f = jax.jit(lambda x: jnp.dot(x, x, precision=precision))
+    f(a).block_until_ready()
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < 2.0 or reps < 3:
+        f(a).block_until_ready()
+        reps += 1
+    return 2 * n**3 * reps / (time.perf_counter() - t0)
