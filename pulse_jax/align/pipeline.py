@@ -175,7 +175,7 @@ def upsample_photos(generator: Generator, photos_spec, output_dir: os.PathLike,
                     checkpoint_manifest: Optional[dict] = None, lr_size: int = 0,
                     num_landmarks: int = 5, detect_options: Optional[dict] = None,
                     log: Optional[Callable[[str], None]] = None,
-                    progress: Optional[Callable] = None) -> PhotosSummary:
+                    on_progress: Optional[Callable] = None) -> PhotosSummary:
     """Photos in, photos ``upscale`` times larger out: the three steps of the module doc, in
     ``output_dir``.
 
@@ -196,7 +196,7 @@ def upsample_photos(generator: Generator, photos_spec, output_dir: os.PathLike,
       detect_options: :func:`pulse_jax.align.detect.detect_faces`'s (``min_face_px``,
         ``min_score``, ...).
       log: told every step's messages and summaries (default ``logging.info``).
-      progress: told every :class:`pulse_jax.search.Progress` of step 2
+      on_progress: told every :class:`pulse_jax.search.Progress` of step 2
         (:func:`pulse_jax.batch.run_batch`'s).
 
     Returns:
@@ -222,7 +222,7 @@ def upsample_photos(generator: Generator, photos_spec, output_dir: os.PathLike,
         lr_dir = pathlib.Path(output_dir) / ALIGNED / folder.LR_FOLDER
         summary = batch.run_batch(generator, str(lr_dir), output_dir,
                                   search_config or SearchConfig(), options, log=say,
-                                  progress=progress)
+                                  on_progress=on_progress)
         say(summary.format())
     else:
         say(f"--align: no face to replace in {photos_spec}: nothing to search (the photos' "

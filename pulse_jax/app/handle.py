@@ -186,7 +186,7 @@ def _face(inputs: pathlib.Path, out: pathlib.Path, s: Settings, generator,
     errors: list[str] = []
     try:
         summary = batch.run_batch(generator, str(inputs), out, _search(s), _options(s),
-                                  log=errors.append, progress=_progress(tell))
+                                  log=errors.append, on_progress=_progress(tell))
     except (images.ImageError, ValueError) as e:
         raise UploadError(str(e)) from None
     rec = next(iter(batch.manifest.read_records(out)), {})
@@ -209,7 +209,7 @@ def _photo(inputs: pathlib.Path, out: pathlib.Path, s: Settings, generator,
         pipeline.upsample_photos(generator, str(inputs), out, _search(s), _options(s),
                                  upscale=s.upscale,
                                  checkpoint_manifest=weights.read_manifest(checkpoint),
-                                 log=errors.append, progress=_progress(tell))
+                                 log=errors.append, on_progress=_progress(tell))
     except (images.ImageError, ValueError) as e:
         raise UploadError(str(e)) from None
     recs = files.read_jsonl(out / pipeline.PHOTOS / "manifest.jsonl")

@@ -45,8 +45,8 @@ def _search_group(ledger: Ledger, group: list[Loaded]) -> None:
 
         def on_progress(p: search_lib.Progress, part=part) -> None:
             bar.step(p, p.faces[1] - p.faces[0])
-            if ledger.progress is not None:
-                ledger.progress(p)
+            if ledger.on_progress is not None:
+                ledger.on_progress(p)
             if opts.save_intermediate:
                 faces = part[p.faces[0]:p.faces[1]]
                 write.save_frames(plan.output_dir, [g.face for g in faces], p.render(),

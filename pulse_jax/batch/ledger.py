@@ -29,7 +29,7 @@ class Ledger:
         unreadable; filled on resume, recorded with every line.
       finished: face name -> its current record (this run's or an earlier run's).
       bar: the progress bar (none until the faces to do are known).
-      progress: told every :class:`~pulse_jax.search.Progress` of the search (None: only
+      on_progress: told every :class:`~pulse_jax.search.Progress` of the search (None: only
         the bar is), for a caller's own display (the web app's).
     """
 
@@ -46,7 +46,7 @@ class Ledger:
         self.mask_shas: dict[pathlib.Path, Optional[str]] = {}
         self.finished: dict[str, dict] = {}
         self.bar = FaceBar(0, False, "")
-        self.progress: Optional[Callable] = None
+        self.on_progress: Optional[Callable] = None
         self._log = log
 
     def say(self, msg: str) -> None:

@@ -38,7 +38,7 @@ def run_batch(
     process_index: Optional[int] = None,
     process_count: Optional[int] = None,
     log: Optional[Callable[[str], None]] = None,
-    progress: Optional[Callable[[search_lib.Progress], None]] = None,
+    on_progress: Optional[Callable[[search_lib.Progress], None]] = None,
     **option_fields: Any,
 ) -> Summary:
     """Upsample every face named by ``inputs`` into ``output_dir`` (see the module doc).
@@ -54,8 +54,10 @@ def run_batch(
       process_index, process_count: this process's share (default: ``jax.process_index()``
         and ``jax.process_count()``).
       log: called with each message (bad inputs, warnings); default ``logging.info``.
-      progress: called with every :class:`pulse_jax.search.Progress` of the search (as
-        :func:`pulse_jax.upsample`'s; its ``faces`` index the chunk in flight), beside the bar.
+      on_progress: called with every :class:`pulse_jax.search.Progress` of the search (as
+        :func:`pulse_jax.upsample`'s ``progress``; its ``faces`` index the chunk in flight),
+        beside the bar. Not ``progress``: that name is :class:`BatchOptions`' field (the
+        bar on or off), which ``**option_fields`` takes.
 
     Returns:
       The :class:`Summary` (use :func:`exit_status` for a process exit code).
@@ -70,7 +72,7 @@ def run_batch(
     plan = make_plan(generator, inputs, output_dir, search_config, options, option_fields,
                      process_index, process_count)
     ledger = Ledger(plan, log or _logger.info)
-    ledger.progress = progress
+    ledger.on_progress = on_progress
     _announce(plan, ledger)
     out, pi, pc = plan.output_dir, plan.process_index, plan.process_count
     out.mkdir(parents=True, exist_ok=True)
