@@ -137,7 +137,7 @@ def upsample_upload(path: os.PathLike, settings: Settings, generator, checkpoint
     tell = tell or (lambda f, t: None)
     tell(0.0, f"{kind}: starting the search (the first request compiles it)")
     if kind == FACE:
-        output, photo_recs = _face(inputs, out, s, generator, tell), []
+        photo_recs, face_recs = [], _face(inputs, out, s, generator, tell)
     else:
         w, h = up.size
         if w * h * s.upscale ** 2 > limits.max_output_pixels:
@@ -145,9 +145,10 @@ def upsample_upload(path: os.PathLike, settings: Settings, generator, checkpoint
                               f"million pixels, over the limit of "
                               f"{limits.max_output_pixels / 1e6:.0f} million: choose a "
                               "smaller upscale")
-        output, photo_recs = _photo(inputs, out, s, generator, checkpoint, tell)
-    from pulse_jax.batch import manifest
-    face_recs = manifest.read_records(out)
+        photo_recs = _photo(inputs, out, s, generator, checkpoint, tell)
+        from pulse_jax.batch import manifest
+        face_recs = manifest.read_records(out)
+    output = pathlib.Path((photo_recs or face_recs)[0]["output"])
     pictures = _pictures(face_recs)
     records = [_relative(r, folder) for r in photo_recs + face_recs]
     archive = _zip(folder, up.stem)
@@ -181,7 +182,9 @@ def _search(s: Settings):
 
 
 def _face(inputs: pathlib.Path, out: pathlib.Path, s: Settings, generator,
-          tell: Tell) -> pathlib.Path:
+          tell: Tell) -> list[dict]:
+    """Runs the search of one tiny face into ``out``; its manifest records (UploadError if
+    it wrote no face)."""
     from pulse_jax import batch, images
     errors: list[str] = []
     try:
@@ -189,14 +192,16 @@ def _face(inputs: pathlib.Path, out: pathlib.Path, s: Settings, generator,
                                   log=errors.append, on_progress=_progress(tell))
     except (images.ImageError, ValueError) as e:
         raise UploadError(str(e)) from None
-    rec = next(iter(batch.manifest.read_records(out)), {})
+    recs = batch.manifest.read_records(out)
+    rec = recs[0] if recs else {}
     if not summary.done or not rec.get("output"):
         raise UploadError(_first_error(rec, errors, "the search wrote no face"))
-    return pathlib.Path(rec["output"])
+    return recs
 
 
 def _photo(inputs: pathlib.Path, out: pathlib.Path, s: Settings, generator,
-           checkpoint: pathlib.Path, tell: Tell) -> tuple[pathlib.Path, list[dict]]:
+           checkpoint: pathlib.Path, tell: Tell) -> list[dict]:
+    """Runs one photo into ``out``; its manifest line (UploadError if no face was replaced)."""
     from pulse_jax import files, images, weights
     try:
         from pulse_jax.align import landmarks, pipeline
@@ -216,7 +221,7 @@ def _photo(inputs: pathlib.Path, out: pathlib.Path, s: Settings, generator,
     rec = recs[0] if recs else {}
     if not rec.get("output"):
         raise UploadError(_first_error(rec, errors, "no face was found in the photo"))
-    return pathlib.Path(rec["output"]), [rec]
+    return [rec]
 
 
 def _first_error(rec: dict, errors: list[str], default: str) -> str:

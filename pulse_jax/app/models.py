@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import pathlib
 import threading
 from typing import Optional
@@ -17,10 +16,9 @@ __all__ = ["Models", "available_models"]
 
 def _label(name: str, folder: pathlib.Path) -> str:
     try:
-        cfg = json.loads((folder / "manifest.json").read_text())["config"]
-        r = int(cfg["resolution"])
+        r = int(weights.read_manifest(folder)["config"]["resolution"])
         return f"{name} ({r}x{r})"
-    except (OSError, KeyError, TypeError, ValueError):
+    except (OSError, weights.CheckpointError, KeyError, TypeError, ValueError):
         return name
 
 

@@ -54,7 +54,9 @@ class Upload:
 
 def safe_stem(name: str) -> str:
     """A file stem made of letters, digits, ``-`` and ``_`` from an uploaded file's name
-    (never a path: the client chooses it)."""
+    (never a path: the client chooses it). Stricter than :func:`pulse_jax.files.safe_stem`,
+    which keeps any plain name, because this one is also shown in the page's Markdown and
+    names the zip the browser downloads."""
     stem = re.sub(r"[^A-Za-z0-9_-]+", "_", pathlib.Path(str(name)).stem).strip("_")
     return (stem or "upload")[:60]
 
