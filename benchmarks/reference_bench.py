@@ -191,7 +191,8 @@ def worker(which: str, model: str) -> dict:
             out["rows"][r] = {"first": first, "median": statistics.median(later),
                               "flops": step_flops(gen, lr_size, r)}
         out["peak"] = matmul_peak(FLAGS.peak_n)
-        out["versions"] = f"jax {jax.__version__}, devices {jax.devices()}"
+        out["versions"] = (f"jax {jax.__version__}, devices {jax.devices()}, host malloc "
+                           f"{pulse_jax.host_memory.state()['mode']}")
     else:
         ref = import_reference(FLAGS.reference_dir)
         ref["torch"].set_num_threads(FLAGS.threads)
@@ -200,7 +201,8 @@ def worker(which: str, model: str) -> dict:
             first, later = reference_steps(ref, cfg, lr_size, r, steps)
             out["rows"][r] = {"first": first, "median": statistics.median(later)}
         out["versions"] = (f"torch {ref['torch'].__version__}, threads "
-                           f"{ref['torch'].get_num_threads()} (os.cpu_count() {os.cpu_count()})")
+                           f"{ref['torch'].get_num_threads()} (os.cpu_count() {os.cpu_count()}), "
+                           f"host malloc {pulse_jax.host_memory.state()['mode']}")
     return out
 
 
@@ -208,7 +210,11 @@ def run_worker(which: str, model: str) -> dict:
     """:func:`worker` in a fresh process (this script with --worker); its JSON result."""
     keep = [a for a in sys.argv[1:] if not a.startswith(("--worker", "--model="))]
     cmd = [sys.executable, os.path.abspath(__file__), f"--worker={which}", f"--model={model}"] + keep
-    done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    # The reference as its users run it: this script imports pulse_jax, whose import would
+    # otherwise tune the torch process's malloc too (pulse_jax.host_memory; it speeds torch
+    # up as well, at 1024 by about as much as ours).
+    env = dict(os.environ, PULSE_JAX_HOST_MALLOC="system") if which == "reference" else None
+    done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)
     if done.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed (exit {done.returncode})")
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -21,14 +21,21 @@ Gaussian fit, where weights are found), ``inputs`` (finding input files), ``imag
 files in and out), ``pictures`` (contact sheets, grids), ``files`` (atomic writes, JSON
 lines, checksums, safe names), ``batch`` (many faces, many devices: a package, one module
 per step; with ``devices``), ``run_config`` and ``cli`` (the
-``pulse-jax`` command), ``train`` (a StyleGAN v1 trainer for your own data).
+``pulse-jax`` command), ``train`` (a StyleGAN v1 trainer for your own data), ``host_memory``
+(how malloc treats XLA:CPU's scratch memory; set at import, before JAX starts).
 """
 
-from pulse_jax.generator import Generator, random_generator
-from pulse_jax.stylegan import GeneratorConfig
-from pulse_jax.stylegan2 import StyleGAN2Config
-from pulse_jax.weights import default_generator, load_generator, save_generator
-from pulse_jax.search import Result, SearchConfig, upsample
+# First, before anything can start JAX's CPU backend: how malloc treats XLA:CPU's per-step
+# scratch memory (pulse_jax.host_memory; PULSE_JAX_HOST_MALLOC=system leaves it alone).
+from pulse_jax import host_memory as _host_memory
+
+_host_memory.configure()
+
+from pulse_jax.generator import Generator, random_generator  # noqa: E402
+from pulse_jax.stylegan import GeneratorConfig  # noqa: E402
+from pulse_jax.stylegan2 import StyleGAN2Config  # noqa: E402
+from pulse_jax.weights import default_generator, load_generator, save_generator  # noqa: E402
+from pulse_jax.search import Result, SearchConfig, upsample  # noqa: E402
 
 __all__ = ["Generator", "GeneratorConfig", "Result", "SearchConfig", "StyleGAN2Config",
            "default_generator", "load_generator", "random_generator", "save_generator",

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pulse_jax import degrade
+from pulse_jax import degrade, host_memory
 from pulse_jax.generator import Generator
 from pulse_jax.search import checks, stages as stages_lib, variability
 from pulse_jax.search.config import SearchConfig
@@ -179,14 +179,19 @@ def upsample_chunks(generator: Generator, lr_images: Any, config: SearchConfig =
     spec = Spec.make(generator.config, config, factor, platform)
     stages = stages_lib.build(spec, mesh, bs * spec.cfg.restarts, spread)
     weights = stages.prepare(generator)
-    for start in range(0, n, bs):
-        stop = min(start + bs, n)
-        idx = list(range(start, stop)) + [stop - 1] * (bs - (stop - start))  # pad with copies
-        ids = [face_ids[i] for i in idx]
-        out = _search_chunk(spec, stages, weights, lr_images[idx], degrade.take_rows(op, idx),
-                            ids, seed, (start, stop), progress, mesh)
-        out = jax.tree_util.tree_map(lambda x: np.asarray(x)[: stop - start], out)
-        yield (start, stop), Result(**out, seed=seed, face_ids=np.asarray(ids[: stop - start]))
+    try:
+        for start in range(0, n, bs):
+            stop = min(start + bs, n)
+            idx = list(range(start, stop)) + [stop - 1] * (bs - (stop - start))  # pad: copies
+            ids = [face_ids[i] for i in idx]
+            out = _search_chunk(spec, stages, weights, lr_images[idx],
+                                degrade.take_rows(op, idx), ids, seed, (start, stop),
+                                progress, mesh)
+            out = jax.tree_util.tree_map(lambda x: np.asarray(x)[: stop - start], out)
+            yield (start, stop), Result(**out, seed=seed,
+                                        face_ids=np.asarray(ids[: stop - start]))
+    finally:
+        host_memory.release()  # the steps' scratch memory, kept between steps, goes back
 
 
 def _search_chunk(spec: Spec, stages: stages_lib.Stages, weights: dict, lr: np.ndarray,
