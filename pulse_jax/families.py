@@ -49,8 +49,9 @@ class Family(Protocol):
 
     def synthesis_prepared(self, config: Any, prepared: Any, wplus: jax.Array,
                            noises: Sequence[jax.Array], *, remat: bool = False,
-                           upconv: str = "direct") -> jax.Array:
-        """Unjitted synthesis from :meth:`prepare_synthesis`'s params."""
+                           upconv: str = "direct", epilogue: str = "autodiff") -> jax.Array:
+        """Unjitted synthesis from :meth:`prepare_synthesis`'s params (``upconv``,
+        ``epilogue``: how v1 computes it, see ``pulse_jax.stylegan.Synthesis``)."""
 
     def init_params(self, config: Any, key: jax.Array) -> dict[str, Any]:
         """Random ``{"synthesis": ..., "mapping": ...}`` with the family's own init."""

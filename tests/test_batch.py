@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import fakes
+import pulse_jax
 from pulse_jax import batch, exit_codes, files
 from pulse_jax.search import SearchConfig
 
@@ -61,7 +62,7 @@ def test_config_hash_depends_on_what_changes_results():
     gen = fakes.tiny_generator()
     fp = batch.generator_fingerprint(gen)
     h = batch.config_hash(gen, CFG, 0)
-    assert len(h) == 16 and h == batch.config_hash(fp, CFG, 0)
+    assert len(h) == 16 and h == batch.config_hash(fp, CFG, 0, generator_config=gen.config)
     assert h != batch.config_hash(gen, CFG, 1)
     assert h != batch.config_hash(gen, dataclasses.replace(CFG, steps=5), 0)
     assert h != batch.config_hash(gen, dataclasses.replace(CFG, eps=1e-3), 0)
@@ -72,6 +73,16 @@ def test_config_hash_depends_on_what_changes_results():
     assert h == batch.config_hash(gen, CFG.resolved(), 0)
     for change in ({"loop": "device"}, {"upconv": "direct"}):
         assert h != batch.config_hash(gen, dataclasses.replace(CFG, **change), 0)
+    # The epilogue is hashed as it acts: below 128x128 every choice but "fused" is
+    # autodiff's arithmetic, hashed as before the option existed (no "epilogue" field).
+    assert gen.resolution < 128
+    for epilogue in ("autodiff", "fused_large", "auto"):
+        assert h == batch.config_hash(gen, dataclasses.replace(CFG, epilogue=epilogue), 0)
+    assert h != batch.config_hash(gen, dataclasses.replace(CFG, epilogue="fused"), 0)
+    big = pulse_jax.GeneratorConfig(resolution=128)
+    fields = {e: batch.manifest.hashed_search_fields(dataclasses.replace(CFG, epilogue=e), big)
+              for e in ("autodiff", "fused_large")}
+    assert "epilogue" not in fields["autodiff"] and fields["fused_large"]["epilogue"] == "fused_large"
     syn = dict(gen.params["synthesis"], torgb={
         "kernel": gen.params["synthesis"]["torgb"]["kernel"] * 1.001,
         "bias": gen.params["synthesis"]["torgb"]["bias"]})

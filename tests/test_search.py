@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import pulse_jax
 from pulse_jax import degrade, search
 from pulse_jax.search import SearchConfig, NoisePlan
 from pulse_jax.search import stages as search_stages, steps as search_steps
@@ -71,6 +72,8 @@ def test_config_rejects_bad_strings():
         SearchConfig(loop="scan")
     with pytest.raises(ValueError, match="upconv"):
         SearchConfig(upconv="transposed")
+    with pytest.raises(ValueError, match="epilogue must be one of"):
+        SearchConfig(epilogue="fast")
 
 
 def test_auto_settings_resolve_per_platform():
@@ -78,10 +81,24 @@ def test_auto_settings_resolve_per_platform():
     for platform in ("gpu", "tpu"):
         cfg = SearchConfig().resolved(platform)
         assert (cfg.loop, cfg.upconv) == ("device", "direct")
-    explicit = SearchConfig(loop="device", upconv="subpixel")
+    explicit = SearchConfig(loop="device", upconv="subpixel", epilogue="autodiff")
     assert explicit.resolved("cpu") == explicit
     assert SearchConfig().resolved() == SearchConfig().resolved(jax.default_backend())
     assert Spec.make(GEN_CFG, SearchConfig(), 8, "gpu").cfg.loop == "device"
+
+
+def test_epilogue_resolves_per_platform_and_generator():
+    """"auto" is fused_large on CPU and autodiff elsewhere; a spec holds what it does for its
+    generator: autodiff below 128x128 and for StyleGAN2 (no instance norm)."""
+    assert SearchConfig().resolved("cpu").epilogue == "fused_large"
+    assert SearchConfig().resolved("gpu").epilogue == "autodiff"
+    big, small = GeneratorConfig(resolution=128), GeneratorConfig(resolution=64)
+    assert Spec.make(big, SearchConfig(), 8, "cpu").cfg.epilogue == "fused_large"
+    assert Spec.make(small, SearchConfig(), 8, "cpu").cfg.epilogue == "autodiff"
+    assert Spec.make(small, SearchConfig(epilogue="fused"), 8, "cpu").cfg.epilogue == "fused"
+    assert Spec.make(big, SearchConfig(), 8, "tpu").cfg.epilogue == "autodiff"
+    sg2 = pulse_jax.StyleGAN2Config(img_resolution=128)
+    assert Spec.make(sg2, SearchConfig(epilogue="fused"), 8, "cpu").cfg.epilogue == "autodiff"
 
 
 @pytest.mark.parametrize("upconv", UPCONVS)

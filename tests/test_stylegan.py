@@ -1,5 +1,6 @@
 """Parity of the StyleGAN v1 generator with the PULSE reference fixture."""
 
+import functools
 import json
 
 import jax
@@ -110,6 +111,97 @@ def test_prepared_synthesis_is_the_same_function(ref, upconv):
         assert np.abs(a - b).max() <= 1e-5 * np.abs(b).max(), what
     with pytest.raises(ValueError, match="prepare_synthesis"):
         stylegan.Synthesis(gen.config, prepared=True).init(jax.random.PRNGKey(0), wplus, noises)
+
+
+@pytest.mark.parametrize("noise_batch", [3, 1])
+def test_epilogue_gradient_is_autodiffs(noise_batch):
+    """The written-out backward pass of the layer epilogue equals autodiff of its forward
+    formula (every input, a noise map broadcast over the batch too), checked in float64;
+    the forward is the same arithmetic, bit for bit."""
+    from pulse_jax.stylegan import layers
+    rng = np.random.default_rng(0)
+    b, h, w, c = 3, 5, 4, 6
+    args = [rng.standard_normal(s) for s in
+            [(b, h, w, c), (noise_batch, h, w, 1), (c,), (b, 1, 1, c), (b, 1, 1, c)]]
+    g = rng.standard_normal((b, h, w, c))
+
+    def plain(x, noise, strength, scale, shift):
+        y = layers.instance_norm(layers.lrelu(x + strength * noise), 1e-5)
+        return y * (scale + 1.0) + shift
+
+    def vjp(f, dtype):
+        out, pull = jax.vjp(f, *[jnp.asarray(a, dtype) for a in args])
+        return [np.asarray(out)] + [np.asarray(t) for t in pull(jnp.asarray(g, dtype))]
+
+    fused = lambda *a: layers.epilogue(*a, 1e-5)
+    with jax.enable_x64(True):
+        want = vjp(plain, jnp.float64)
+        got64 = vjp(fused, jnp.float64)
+    got32 = vjp(fused, jnp.float32)
+    names = ["out", "g x", "g noise", "g strength", "g scale", "g shift"]
+    for name, a, b32, ref64 in zip(names, got64, got32, want):
+        assert a.shape == ref64.shape, name
+        assert np.abs(a - ref64).max() <= 1e-12 * np.abs(ref64).max(), name
+        assert np.abs(b32 - ref64).max() <= 1e-5 * np.abs(ref64).max(), name
+    x, noise, strength, scale, shift = [jnp.asarray(a, jnp.float32) for a in args]
+    assert np.array_equal(np.asarray(layers.epilogue(x, noise, strength, scale, shift, 1e-5)),
+                          np.asarray(plain(x, noise, strength, scale, shift)))
+
+
+@functools.lru_cache(maxsize=None)
+def _prepared(cfg):
+    # Random arrays of the right shapes (init_params would compile a forward pass for it).
+    rng = np.random.default_rng(1)
+    params = jax.tree_util.tree_map(
+        lambda s: jnp.asarray(rng.standard_normal(s.shape), jnp.float32),
+        stylegan.param_shapes(cfg)["synthesis"])
+    # jit: eagerly, the pass that records the prepared kernels runs op by op.
+    return jax.jit(stylegan.prepare_synthesis, static_argnums=(0, 2))(cfg, params, "subpixel")
+
+
+def _synthesis_fn(cfg, epilogue):
+    """(f, wplus): f(wplus) = (sum of the image squared, image) of a prepared synthesis."""
+    prepared = _prepared(cfg)
+    wplus = jax.random.normal(jax.random.PRNGKey(2), (2, cfg.num_layers, cfg.dlatent_size))
+    noises = stylegan.noise_normal(cfg, jax.random.PRNGKey(3), 2)
+
+    def f(wp):
+        img = stylegan.synthesis_prepared(cfg, prepared, wp, noises, upconv="subpixel",
+                                          epilogue=epilogue)
+        return jnp.sum(img * img), img
+
+    return f, wplus
+
+
+def _custom_vjps(cfg, epilogue):
+    f, wplus = _synthesis_fn(cfg, epilogue)
+    return str(jax.make_jaxpr(f)(wplus)).count("custom_vjp_call")
+
+
+def _grad(cfg, epilogue):
+    f, wplus = _synthesis_fn(cfg, epilogue)
+    g, img = jax.jit(jax.grad(f, has_aux=True))(wplus)
+    return np.asarray(img), np.asarray(g)
+
+
+def test_synthesis_epilogue_choices():
+    """``epilogue``: "fused" writes out every layer's epilogue gradient, "fused_large" only
+    from 128x128 up (a 64x64 generator keeps autodiff's bits); the images are identical and
+    the gradients agree to float rounding."""
+    small = dict(fmap_base=64, fmap_max=16, dlatent_size=16, mapping_layers=1)
+    cfg128 = GeneratorConfig(resolution=128, **small)
+    convs_only = _custom_vjps(cfg128, "autodiff")  # the prepared convs' own custom_vjps
+    assert convs_only > 0
+    assert _custom_vjps(cfg128, "fused") - convs_only == 2 * len(cfg128.block_resolutions)
+    assert _custom_vjps(cfg128, "fused_large") - convs_only == 2  # the 128x128 block's two
+    img_a, g_a = _grad(cfg128, "autodiff")
+    img_l, g_l = _grad(cfg128, "fused_large")
+    assert np.array_equal(img_a, img_l)
+    np.testing.assert_allclose(g_l, g_a, rtol=1e-4, atol=1e-5 * np.abs(g_a).max())
+    cfg64 = GeneratorConfig(resolution=64, **small)
+    assert _custom_vjps(cfg64, "fused_large") == _custom_vjps(cfg64, "autodiff")
+    with pytest.raises(ValueError, match="epilogue must be one of"):
+        _custom_vjps(cfg64, "fast")
 
 
 def test_fused_block_is_flipped_conv(ref):

@@ -10,8 +10,9 @@ A record is current when its ``config_hash`` (:func:`config_hash`) matches: the 
 hex digits of the SHA-256 of the canonical JSON (sorted keys) of
 ``{"generator": generator_fingerprint(generator), "search": the SearchConfig fields except
 chunk_steps, keep_restart_images and remat (which do not change what is computed), with
-"auto" loop and upconv resolved for JAX's default backend (they change the bits),
-"seed": seed, "version": 2}``, plus ``"degradation"`` (the operator's description and a
+"auto" loop and upconv resolved for JAX's default backend (they change the bits), and
+the epilogue as it acts on this generator (left out where that is autodiff, as every run
+before it had), "seed": seed, "version": 2}``, plus ``"degradation"`` (the operator's description and a
 SHA-256 of its arrays, :func:`degradation_fingerprint`) when ``--config.degradation`` is
 given; per-face masks are checked by their own ``mask_sha256``.
 :func:`generator_fingerprint` is the SHA-256 of the generator config and every parameter
@@ -29,12 +30,14 @@ import math
 import os
 import pathlib
 import re
+from typing import Any
 
 import jax
 import numpy as np
 
 from pulse_jax import degrade, files
 from pulse_jax import search as search_lib
+from pulse_jax.search import config as search_config
 from pulse_jax.generator import Generator
 
 __all__ = ["MANIFEST", "config_hash", "degradation_fingerprint", "generator_fingerprint",
@@ -61,26 +64,34 @@ def generator_fingerprint(generator: Generator) -> str:
     return h.hexdigest()
 
 
-def hashed_search_fields(config: search_lib.SearchConfig) -> dict:
+def hashed_search_fields(config: search_lib.SearchConfig, generator_config: Any = None) -> dict:
+    """The resolved SearchConfig fields a result depends on; with ``generator_config``, the
+    epilogue as it acts on that generator (:func:`pulse_jax.search.config.effective_epilogue`)."""
     d = dataclasses.asdict(config.resolved())
     for k in _HASH_EXCLUDED:
         d.pop(k, None)
     if d.get("sphere_radius") == "initial":  # the default: hashes from before it stay valid
         d.pop("sphere_radius")
+    if generator_config is not None:
+        d["epilogue"] = search_config.effective_epilogue(d["epilogue"], generator_config)
+    if d.get("epilogue") == "autodiff":  # what every run before the option computed
+        d.pop("epilogue")
     return d
 
 
 def config_hash(generator: Generator | str, config: search_lib.SearchConfig, seed: int,
-                degradation: str = "") -> str:
+                degradation: str = "", generator_config: Any = None) -> str:
     """16 hex digits identifying what a face's result depends on (see the module doc).
 
-    ``generator`` is a :class:`Generator` or its :func:`generator_fingerprint`;
+    ``generator`` is a :class:`Generator` or its :func:`generator_fingerprint` (then give
+    its ``generator_config`` too, or the epilogue is hashed as resolved, not as it acts);
     ``degradation`` identifies a given forward model (:func:`degradation_fingerprint`; ""
     when none is given: the reference's bicubic downscale, which leaves the hash as it was).
     """
     fp = generator if isinstance(generator, str) else generator_fingerprint(generator)
+    gen_config = generator_config if isinstance(generator, str) else generator.config
     fields = {"version": HASH_VERSION, "generator": fp,
-              "search": hashed_search_fields(config), "seed": int(seed)}
+              "search": hashed_search_fields(config, gen_config), "seed": int(seed)}
     if degradation:
         fields["degradation"] = degradation
     blob = json.dumps(fields, sort_keys=True, separators=(",", ":"))

@@ -16,10 +16,10 @@ import jax
 
 from pulse_jax import losses as losses_lib
 from pulse_jax import optim
-from pulse_jax.stylegan import convs
+from pulse_jax.stylegan import convs, network as v1_network
 
-__all__ = ["LOOPS", "NOISE_TYPES", "NoisePlan", "RETURN_IMAGES", "SELECT_RULES", "SPHERE_RADII",
-           "SearchConfig", "UPCONVS", "parse_bad_noise_layers"]
+__all__ = ["EPILOGUES", "LOOPS", "NOISE_TYPES", "NoisePlan", "RETURN_IMAGES", "SELECT_RULES", "SPHERE_RADII",
+           "SearchConfig", "UPCONVS", "effective_epilogue", "parse_bad_noise_layers"]
 
 NOISE_TYPES = ("zero", "fixed", "trainable")
 RETURN_IMAGES = ("best", "last")
@@ -27,10 +27,11 @@ SELECT_RULES = ("success_then_total", "total", "l2")
 LOOPS = ("auto", "host", "device")
 SPHERE_RADII = ("initial", "sqrt_dim")
 UPCONVS = ("auto",) + convs.UPCONVS
+EPILOGUES = ("auto",) + v1_network.EPILOGUES
 
 # What "auto" means per platform (benchmarks/search_bench.py; docs/performance.md has why).
-_AUTO = {"cpu": {"loop": "host", "upconv": "subpixel"}}
-_AUTO_OTHER = {"loop": "device", "upconv": "direct"}
+_AUTO = {"cpu": {"loop": "host", "upconv": "subpixel", "epilogue": "fused_large"}}
+_AUTO_OTHER = {"loop": "device", "upconv": "direct", "epilogue": "autodiff"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,8 +75,14 @@ class SearchConfig:
       upconv: how the generator's upsampling convs are computed: "direct" (nearest x2 then
         3x3, as the reference), "subpixel" (2.25x fewer multiply-adds, the same function up
         to rounding) or "auto" (subpixel on CPU, direct elsewhere).
-      ``loop`` and ``upconv`` change speed, not the result beyond float rounding; since the
-      search is chaotic, the bits of a run do depend on them (and on the platform).
+      epilogue: how the gradient of each layer's epilogue (noise, LeakyReLU, instance norm,
+        style) is computed: "autodiff", "fused" (written out: fewer passes over the
+        activations), "fused_large" (fused in the blocks of 128x128 and up, where it
+        measured faster) or "auto" (fused_large on CPU, autodiff elsewhere). Below 128x128,
+        e.g. the whole shipped 64x64 model, every choice is autodiff's arithmetic.
+      ``loop``, ``upconv`` and ``epilogue`` change speed, not the result beyond float
+      rounding; since the search is chaotic, the bits of a run do depend on them (and on
+      the platform).
       sphere_radius: the sphere each latent row and noise map is kept on: "initial" (the
         reference: the norm of its random start, about sqrt(d)) or "sqrt_dim" (exactly
         sqrt(d), d the row's size, as the paper describes; the start is projected there
@@ -103,6 +110,7 @@ class SearchConfig:
     loop: str = "auto"
     upconv: str = "auto"
     sphere_radius: str = "initial"
+    epilogue: str = "auto"
 
     def __post_init__(self):
         if self.noise_type not in NOISE_TYPES:
@@ -118,6 +126,8 @@ class SearchConfig:
             raise ValueError(f"loop must be one of {LOOPS}, got {self.loop!r}")
         if self.upconv not in UPCONVS:
             raise ValueError(f"upconv must be one of {UPCONVS}, got {self.upconv!r}")
+        if self.epilogue not in EPILOGUES:
+            raise ValueError(f"epilogue must be one of {EPILOGUES}, got {self.epilogue!r}")
         if self.precision not in ("highest", "high", "default"):
             raise ValueError(f"precision must be 'highest', 'high' or 'default', got {self.precision!r}")
         for name in ("steps", "restarts", "chunk_steps"):
@@ -136,10 +146,22 @@ class SearchConfig:
         parse_bad_noise_layers(self.bad_noise_layers, 1)
 
     def resolved(self, platform: Optional[str] = None) -> "SearchConfig":
-        """This config with "auto" ``loop``/``upconv`` replaced by the choice for ``platform``
-        ("cpu", "gpu", "tpu"; default: JAX's default backend)."""
+        """This config with "auto" ``loop``/``upconv``/``epilogue`` replaced by the choice
+        for ``platform`` ("cpu", "gpu", "tpu"; default: JAX's default backend)."""
         auto = _AUTO.get(platform or jax.default_backend(), _AUTO_OTHER)
         return dataclasses.replace(self, **{k: auto[k] for k in auto if getattr(self, k) == "auto"})
+
+
+def effective_epilogue(epilogue: str, generator_config) -> str:
+    """What a resolved ``epilogue`` does for a generator: "autodiff" wherever no layer of it
+    would be fused (StyleGAN2, which has no instance norm, or "fused_large" on a generator
+    below 128x128), else ``epilogue`` itself."""
+    if getattr(generator_config, "family", None) != "stylegan":
+        return "autodiff"
+    if epilogue == "fused_large" and (generator_config.resolution
+                                      < v1_network.FUSED_EPILOGUE_MIN_RESOLUTION):
+        return "autodiff"
+    return epilogue
 
 
 def parse_bad_noise_layers(spec: str, num_layers: int) -> frozenset[int]:

@@ -41,7 +41,7 @@ from pulse_jax import optim
 from pulse_jax.search import variability
 from pulse_jax.families import AnyConfig
 from pulse_jax.generator import Generator
-from pulse_jax.search.config import NoisePlan, SearchConfig
+from pulse_jax.search.config import NoisePlan, SearchConfig, effective_epilogue
 from pulse_jax.stylegan.layers import lrelu
 
 __all__ = [
@@ -84,12 +84,14 @@ class Spec:
     def make(cls, gen: AnyConfig, cfg: SearchConfig, factor: int,
              platform: Optional[str] = None) -> "Spec":
         """Derives the latent rows and the noise plan from the two configs, and resolves
-        the "auto" settings for ``platform`` (default: JAX's default backend)."""
+        the "auto" settings for ``platform`` (default: JAX's default backend) and the
+        epilogue to what it does for this generator (:func:`effective_epilogue`)."""
         rows = cfg.num_latent_rows or gen.num_layers
         if rows < gen.num_layers:
             raise ValueError(f"num_latent_rows {rows} < the generator's {gen.num_layers} layers")
-        return cls(gen, cfg.resolved(platform), rows, factor,
-                   NoisePlan.make(cfg, len(gen.noise_shapes)))
+        resolved = cfg.resolved(platform)
+        resolved = dataclasses.replace(resolved, epilogue=effective_epilogue(resolved.epilogue, gen))
+        return cls(gen, resolved, rows, factor, NoisePlan.make(cfg, len(gen.noise_shapes)))
 
     @property
     def latent_rows(self) -> int:
@@ -137,7 +139,7 @@ def forward(spec: Spec, weights: dict, params: dict, frozen: tuple) -> tuple[jax
     L = spec.gen.num_layers
     raw = families.module_for(spec.gen).synthesis_prepared(
         spec.gen, weights["synthesis"], wplus[:, :L], noises, remat=spec.cfg.remat,
-        upconv=spec.cfg.upconv)
+        upconv=spec.cfg.upconv, epilogue=spec.cfg.epilogue)
     return wplus, (raw + 1.0) / 2.0
 
 

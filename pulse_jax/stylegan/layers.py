@@ -7,6 +7,7 @@ every pass (:mod:`pulse_jax.stylegan`)."""
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Mapping
 
@@ -110,18 +111,90 @@ class EqualizedConv(nn.Module):
         return value
 
 
+def _epilogue_stats(x, noise, strength, eps):
+    """``(lrelu(x + strength * noise), its mean, 1 / its std)`` per (sample, channel), with
+    :func:`instance_norm`'s arithmetic (two passes, biased variance)."""
+    a = lrelu(x + strength * noise)
+    mean = jnp.mean(a, axis=(1, 2), keepdims=True)
+    var = jnp.mean(jnp.square(a - mean), axis=(1, 2), keepdims=True)
+    return a, mean, jax.lax.rsqrt(var + eps)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
+def epilogue(x: jax.Array, noise: jax.Array, strength: jax.Array, scale: jax.Array,
+             shift: jax.Array, eps: float) -> jax.Array:
+    """``instance_norm(lrelu(x + strength * noise)) * (scale + 1) + shift``, NHWC.
+
+    x ``[B, H, W, C]``, noise ``[B, H, W, 1]``, strength ``[C]``, scale and shift
+    ``[B, 1, 1, C]``. The forward pass is :func:`instance_norm`'s arithmetic, op for op; the
+    backward pass is written out (a ``jax.custom_vjp``) so that it reads the activations
+    twice, not once per op of the forward pass: it needs only ``sum(g)`` and
+    ``sum(g * xhat)`` per (sample, channel), which are also the gradients of shift and
+    scale, and recomputes ``xhat`` from ``x`` rather than storing it
+    (docs/performance.md, "The layer epilogue's gradient"). Its gradients equal autodiff's
+    up to float rounding, not bit for bit.
+    """
+    a, mean, rstd = _epilogue_stats(x, noise, strength, eps)
+    return ((a - mean) * rstd) * (scale + 1.0) + shift
+
+
+def _epilogue_fwd(x, noise, strength, scale, shift, eps):
+    a, mean, rstd = _epilogue_stats(x, noise, strength, eps)
+    return ((a - mean) * rstd) * (scale + 1.0) + shift, (x, noise, strength, scale, mean, rstd)
+
+
+def _epilogue_bwd(eps, res, g):
+    x, noise, strength, scale, mean, rstd = res
+    pre = x + strength * noise
+    xhat = (lrelu(pre) - mean) * rstd                  # the forward's values, bit for bit
+    n = x.shape[1] * x.shape[2]
+    g_shift = jnp.sum(g, axis=(1, 2), keepdims=True)
+    g_scale = jnp.sum(g * xhat, axis=(1, 2), keepdims=True)
+    # Instance norm's input gradient: rstd * (gy - mean(gy) - xhat * mean(gy * xhat)) with
+    # gy = g * (scale + 1); both means are the two sums above, times (scale + 1) / n.
+    g_a = ((scale + 1.0) * rstd) * (g - g_shift / n - xhat * (g_scale / n))
+    g_pre = jnp.where(pre >= 0, g_a, g_a * _LRELU_SLOPE)
+    g_noise = _sum_to(jnp.sum(g_pre * strength, axis=-1, keepdims=True), noise.shape)
+    g_strength = jnp.sum(g_pre * noise, axis=(0, 1, 2))
+    # shift has scale's shape
+    return (g_pre, g_noise, g_strength, _sum_to(g_scale, scale.shape),
+            _sum_to(g_shift, scale.shape))
+
+
+def _sum_to(g: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """``g`` summed over the axes along which an operand of ``shape`` was broadcast."""
+    axes = tuple(i for i, (a, b) in enumerate(zip(g.shape, shape)) if b == 1 and a != 1)
+    return jnp.sum(g, axis=axes, keepdims=True) if axes else g
+
+
+epilogue.defvjp(_epilogue_fwd, _epilogue_bwd)
+
+
+EPILOGUE_GRADS = ("autodiff", "fused")
+
+
 class LayerEpilogue(nn.Module):
-    """noise -> LeakyReLU(0.2) -> instance norm -> style modulation (AdaIN)."""
+    """noise -> LeakyReLU(0.2) -> instance norm -> style modulation (AdaIN).
+
+    ``grad``: "autodiff" (JAX differentiates the ops) or "fused" (:func:`epilogue`, its
+    gradient written out: fewer passes over the activations). The forward values are the
+    same; the gradients agree up to float rounding.
+    """
 
     channels: int
     eps: float
+    grad: str = "autodiff"
 
     @nn.compact
     def __call__(self, x: jax.Array, w: jax.Array, noise: jax.Array) -> jax.Array:
         """x: ``[B, H, W, C]``; w: ``[B, D]`` (one W+ row); noise: ``[B, H, W, 1]``."""
+        if self.grad not in EPILOGUE_GRADS:
+            raise ValueError(f"grad must be one of {EPILOGUE_GRADS}, got {self.grad!r}")
         strength = self.param("noise_strength", nn.initializers.zeros, (self.channels,))
-        x = x + strength * noise
-        x = instance_norm(lrelu(x), self.eps)
         style = EqualizedDense(2 * self.channels, gain=1.0, name="style")(w)
         scale, shift = style[:, None, None, : self.channels], style[:, None, None, self.channels:]
+        if self.grad == "fused":
+            return epilogue(x, noise, strength, scale, shift, self.eps)
+        x = x + strength * noise
+        x = instance_norm(lrelu(x), self.eps)
         return x * (scale + 1.0) + shift

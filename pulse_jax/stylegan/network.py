@@ -16,6 +16,23 @@ from pulse_jax.stylegan.config import GeneratorConfig
 from pulse_jax.stylegan.layers import (EqualizedConv, EqualizedDense, LayerEpilogue, Params,
                                        lrelu, pixel_norm)
 
+# Synthesis(epilogue=...): which layers' epilogues get their gradient written out
+# (layers.epilogue). "fused_large" only those at FUSED_EPILOGUE_MIN_RESOLUTION and above,
+# where the activations are large enough for the saved passes over them to count
+# (docs/performance.md, "The layer epilogue's gradient").
+EPILOGUES = ("autodiff", "fused", "fused_large")
+FUSED_EPILOGUE_MIN_RESOLUTION = 128
+
+
+def epilogue_grad(epilogue: str, resolution: int) -> str:
+    """The :class:`LayerEpilogue` ``grad`` of a block at ``resolution`` for ``epilogue``."""
+    if epilogue not in EPILOGUES:
+        raise ValueError(f"epilogue must be one of {EPILOGUES}, got {epilogue!r}")
+    if epilogue == "fused" or (epilogue == "fused_large"
+                               and resolution >= FUSED_EPILOGUE_MIN_RESOLUTION):
+        return "fused"
+    return "autodiff"
+
 
 class InputBlock(nn.Module):
     """4x4: const + bias -> epilogue -> 3x3 conv -> epilogue."""
@@ -23,6 +40,7 @@ class InputBlock(nn.Module):
     channels: int
     eps: float
     prepared: bool = False
+    grad: str = "autodiff"
 
     @nn.compact
     def __call__(self, w0, w1, n0, n1):
@@ -30,9 +48,9 @@ class InputBlock(nn.Module):
         const = self.param("const", nn.initializers.ones, (1, 4, 4, c))
         bias = self.param("bias", nn.initializers.ones, (c,))
         x = jnp.broadcast_to(const, (w0.shape[0], 4, 4, c)) + bias
-        x = LayerEpilogue(c, self.eps, name="epi1")(x, w0, n0)
+        x = LayerEpilogue(c, self.eps, self.grad, name="epi1")(x, w0, n0)
         x = EqualizedConv(c, prepared=self.prepared, name="conv")(x)
-        return LayerEpilogue(c, self.eps, name="epi2")(x, w1, n1)
+        return LayerEpilogue(c, self.eps, self.grad, name="epi2")(x, w1, n1)
 
 
 class UpBlock(nn.Module):
@@ -43,15 +61,16 @@ class UpBlock(nn.Module):
     fused: bool
     upconv: str = "direct"
     prepared: bool = False
+    grad: str = "autodiff"
 
     @nn.compact
     def __call__(self, x, w0, w1, n0, n1):
         c = self.channels
         x = EqualizedConv(c, up="fused" if self.fused else "nearest", upconv=self.upconv,
                           prepared=self.prepared, name="conv0_up")(x)
-        x = LayerEpilogue(c, self.eps, name="epi1")(x, w0, n0)
+        x = LayerEpilogue(c, self.eps, self.grad, name="epi1")(x, w0, n0)
         x = EqualizedConv(c, prepared=self.prepared, name="conv1")(x)
-        return LayerEpilogue(c, self.eps, name="epi2")(x, w1, n1)
+        return LayerEpilogue(c, self.eps, self.grad, name="epi2")(x, w1, n1)
 
 
 class Synthesis(nn.Module):
@@ -66,12 +85,17 @@ class Synthesis(nn.Module):
         to float rounding). Not part of the architecture: any checkpoint runs either way.
       prepared: the params are :func:`prepare_synthesis`'s (conv weights precomputed for
         many calls with frozen weights; the same function, differentiable in the inputs).
+      epilogue: how the layer epilogues are differentiated: "autodiff", "fused" (their
+        gradient written out, :func:`pulse_jax.stylegan.layers.epilogue`) or "fused_large"
+        (fused from :data:`FUSED_EPILOGUE_MIN_RESOLUTION` up). The same values; gradients
+        equal up to float rounding.
     """
 
     config: GeneratorConfig
     remat: bool = False
     upconv: str = "direct"
     prepared: bool = False
+    epilogue: str = "autodiff"
 
     @nn.compact
     def __call__(self, wplus: jax.Array, noises: Sequence[jax.Array]) -> jax.Array:
@@ -93,12 +117,13 @@ class Synthesis(nn.Module):
         for k, res in enumerate(cfg.block_resolutions):
             name = f"{res}x{res}"
             args = (wplus[:, 2 * k], wplus[:, 2 * k + 1], noises[2 * k], noises[2 * k + 1])
+            grad = epilogue_grad(self.epilogue, res)
             if res == 4:
                 x = wrap(InputBlock)(cfg.width(res), cfg.instance_norm_eps, self.prepared,
-                                     name=name)(*args)
+                                     grad, name=name)(*args)
             else:
                 x = wrap(UpBlock)(cfg.width(res), cfg.instance_norm_eps, cfg.is_fused(res),
-                                  self.upconv, self.prepared, name=name)(x, *args)
+                                  self.upconv, self.prepared, grad, name=name)(x, *args)
             self.sow("intermediates", f"block_{name}", x)
         return EqualizedConv(cfg.num_channels, kernel_size=1, gain=1.0, prepared=self.prepared,
                              name="torgb")(x)
@@ -136,11 +161,11 @@ def synthesize(config: GeneratorConfig, params: Params, wplus: jax.Array,
 
 def synthesis_prepared(config: GeneratorConfig, prepared: Params, wplus: jax.Array,
                        noises: Sequence[jax.Array], *, remat: bool = False,
-                       upconv: str = "direct") -> jax.Array:
+                       upconv: str = "direct", epilogue: str = "autodiff") -> jax.Array:
     """Unjitted :func:`synthesize` from :func:`prepare_synthesis`'s params (for callers that
-    jit a larger function, such as the search step)."""
-    return Synthesis(config, remat=remat, upconv=upconv,
-                     prepared=True).apply({"params": prepared}, wplus, noises)
+    jit a larger function, such as the search step; ``epilogue``: see :class:`Synthesis`)."""
+    return Synthesis(config, remat=remat, upconv=upconv, prepared=True,
+                     epilogue=epilogue).apply({"params": prepared}, wplus, noises)
 
 
 def mapping_apply(config: GeneratorConfig, params: Params, z: jax.Array) -> jax.Array:

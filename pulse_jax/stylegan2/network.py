@@ -117,9 +117,10 @@ def prepare_synthesis(config: StyleGAN2Config, params: Params, upconv: str = "di
 
 def synthesis_prepared(config: StyleGAN2Config, prepared: Params, wplus: jax.Array,
                        noises: Sequence[jax.Array], *, remat: bool = False,
-                       upconv: str = "direct") -> jax.Array:
-    """:func:`synthesis_apply` from :func:`prepare_synthesis`'s params (``upconv`` ignored)."""
-    del upconv
+                       upconv: str = "direct", epilogue: str = "autodiff") -> jax.Array:
+    """:func:`synthesis_apply` from :func:`prepare_synthesis`'s params (``upconv`` and
+    ``epilogue``, StyleGAN v1 options, are ignored)."""
+    del upconv, epilogue
     return synthesis_apply(config, prepared, wplus, noises, remat)
 
 
