@@ -39,6 +39,7 @@ flags.DEFINE_enum("precision", "highest", ["highest", "high", "default"], "matmu
 flags.DEFINE_bool("remat", False, "rematerialize synthesis blocks")
 flags.DEFINE_enum("loop", "auto", list(search.LOOPS), "step loop (SearchConfig.loop)")
 flags.DEFINE_enum("upconv", "auto", list(search.UPCONVS), "upsampling convs (SearchConfig.upconv)")
+flags.DEFINE_enum("epilogue", "auto", list(search.EPILOGUES), "epilogue gradient (SearchConfig.epilogue)")
 flags.DEFINE_integer("peak_n", 2048, "matrix side for the matmul peak")
 flags.DEFINE_bool("compile_only", False, "print compile time, FLOPs and memory, then stop")
 
@@ -53,7 +54,7 @@ def main(argv):
     gen = gen.replace_gaussian_fit(np.zeros(D, np.float32), np.ones(D, np.float32))
     scfg = SearchConfig(steps=max(FLAGS.steps, 1) + 1, restarts=FLAGS.restarts,
                         precision=FLAGS.precision, remat=FLAGS.remat, loop=FLAGS.loop,
-                        upconv=FLAGS.upconv)
+                        upconv=FLAGS.upconv, epilogue=FLAGS.epilogue)
     factor = cfg.resolution // FLAGS.lr_size
     spec = Spec.make(cfg, scfg, factor)
     B = FLAGS.faces * FLAGS.restarts
@@ -82,7 +83,8 @@ def main(argv):
     print(f"generator            {cfg.resolution}x{cfg.resolution}, {cfg.num_layers} layers, widths {cfg.widths}")
     print(f"batch                {FLAGS.faces} faces x {FLAGS.restarts} restarts = {B}, LR {FLAGS.lr_size} (x{factor})")
     print(f"precision / remat    {FLAGS.precision} / {FLAGS.remat}")
-    print(f"loop / upconv        {spec.cfg.loop} / {spec.cfg.upconv}")
+    print(f"loop / upconv / epi  {spec.cfg.loop} / {spec.cfg.upconv} / {spec.cfg.epilogue}")
+    print(f"host malloc          {pulse_jax.host_memory.state()['mode']}")
     print(f"compile              {compile_s:.2f} s")
     if temp_bytes is not None:
         print(f"step temp memory     {temp_bytes / 2**20:.0f} MiB (XLA's buffer assignment)")

@@ -39,13 +39,13 @@ compiled for a device layout: jit, ``shard_map``, the host or device loop), ``ru
 
 from pulse_jax.search.checks import (OVERSHOOT, check_generator, check_lr_images,
                                      check_observations, faces_per_call, resolve_degradation)
-from pulse_jax.search.config import (LOOPS, NOISE_TYPES, RETURN_IMAGES, SELECT_RULES, UPCONVS,
-                                     NoisePlan, SearchConfig, parse_bad_noise_layers)
+from pulse_jax.search.config import (EPILOGUES, LOOPS, NOISE_TYPES, RETURN_IMAGES, SELECT_RULES,
+                                     UPCONVS, NoisePlan, SearchConfig, parse_bad_noise_layers)
 from pulse_jax.search.run import Progress, Result, upsample, upsample_chunks
 from pulse_jax.search.steps import gaussianize, loss_and_grad, restart_keys
 
 __all__ = [
-    "LOOPS", "NOISE_TYPES", "NoisePlan", "OVERSHOOT", "Progress", "RETURN_IMAGES", "Result",
+    "EPILOGUES", "LOOPS", "NOISE_TYPES", "NoisePlan", "OVERSHOOT", "Progress", "RETURN_IMAGES", "Result",
     "SELECT_RULES", "SearchConfig", "UPCONVS", "check_generator", "check_lr_images",
     "check_observations", "faces_per_call", "gaussianize", "loss_and_grad",
     "parse_bad_noise_layers", "resolve_degradation", "restart_keys", "upsample",
