@@ -82,7 +82,7 @@ def configure(mode: Optional[str] = None) -> dict:
     if libc is None:
         _state.update(mode="system", reason="not Linux with glibc")
         return state()
-    started = _backend_started()
+    started = _backend_started() if "jax" in sys.modules else False  # jax not imported: not started
     ok = all(libc.mallopt(p, v) == 1 for p, v in
              ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1)))
     if not ok:

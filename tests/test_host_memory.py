@@ -1,7 +1,8 @@
-"""pulse_jax.host_memory: malloc keeps XLA:CPU's per-step scratch memory mapped between steps
-(no page faults in a steady step), gives it back when the search ends, and is left alone on
-request. Each case runs in a fresh process: the settings are per process and must come
-before JAX's backend starts."""
+"""pulse_jax.host_memory: malloc keeps large freed blocks (XLA:CPU's per-step scratch buffer)
+mapped, gives them back on release(), and is left alone on request. Each case runs in a
+fresh process: the settings are per process and must come before JAX's backend starts.
+What it does to a search step's page faults and time is a benchmark's business
+(benchmarks/host_malloc_bench.py): it depends on the process's allocation pattern."""
 
 import json
 import os
@@ -17,26 +18,26 @@ from pulse_jax import host_memory
 linux_glibc = pytest.mark.skipif(host_memory._glibc() is None,
                                  reason="malloc tuning exists only on Linux with glibc")
 
-# 12 restarts of the shipped model: the step's scratch buffer is about 114 MiB, above both
-# glibc's mmap threshold and the 64 MiB heaps of its per-thread arenas.
+# Kept memory, measured in a fresh process: a 256 MiB block malloc'd, touched and freed by
+# the main thread stays in the heap under "keep" (no munmap, no trim) until release().
 _PROBE = textwrap.dedent("""
-    import json, resource, sys
-    import numpy as np
+    import ctypes, json
     import pulse_jax
     from pulse_jax import host_memory
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype = ctypes.c_void_p
     def rss_mib():
         return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
-    faults, rss = [], []
-    def on_step(p):
-        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
-        rss.append(rss_mib())
-    gen = pulse_jax.default_generator()
-    lr = np.random.RandomState(0).rand(1, 8, 8, 3).astype(np.float32)
-    pulse_jax.upsample(gen, lr, pulse_jax.SearchConfig(steps=6, restarts=12, chunk_steps=1),
-                       progress=on_step)
-    steady = [b - a for a, b in zip(faults[2:], faults[3:])]
-    print(json.dumps({"state": host_memory.state(), "steady_faults": steady,
-                      "rss_in_search": rss[-1], "rss_after": rss_mib()}))
+    before = rss_mib()
+    n = 256 << 20
+    p = libc.malloc(n)
+    ctypes.memset(p, 1, n)
+    touched = rss_mib()
+    libc.free(ctypes.c_void_p(p))
+    freed = rss_mib()
+    released = host_memory.release()
+    print(json.dumps({"state": host_memory.state(), "before": before, "touched": touched,
+                      "freed": freed, "released": released, "after": rss_mib()}))
 """)
 
 
@@ -50,14 +51,12 @@ def _run(code: str, **env: str) -> dict:
 
 
 @linux_glibc
-def test_import_keeps_scratch_memory_then_gives_it_back():
+def test_import_keeps_freed_memory_until_release():
     keep = _run(_PROBE)
     assert keep["state"] == {"mode": "keep", "before_backend": True, "reason": "configured"}
-    # A steady step reuses the last step's pages: next to no page faults (glibc's default:
-    # about 30,000 per step, the whole buffer, see the next test).
-    assert max(keep["steady_faults"]) < 2000, keep["steady_faults"]
-    # ...and the end of the search hands the kept buffer back.
-    assert keep["rss_after"] < keep["rss_in_search"] - 60, keep
+    assert keep["touched"] > keep["before"] + 200, keep
+    assert keep["freed"] > keep["before"] + 200, keep   # kept for the next step
+    assert keep["released"] and keep["after"] < keep["before"] + 50, keep
 
 
 @linux_glibc
@@ -65,8 +64,9 @@ def test_system_leaves_malloc_alone():
     system = _run(_PROBE, PULSE_JAX_HOST_MALLOC="system")
     assert system["state"]["mode"] == "system"
     assert system["state"]["reason"] == "PULSE_JAX_HOST_MALLOC=system"
-    # What the tuning is for: glibc maps and unmaps the buffer at every step.
-    assert min(system["steady_faults"]) > 10000, system["steady_faults"]
+    # glibc's default: a block this large is mmapped and goes back at free; release() is a no-op.
+    assert system["freed"] < system["before"] + 50, system
+    assert system["released"] is False
 
 
 @linux_glibc
