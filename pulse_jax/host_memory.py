@@ -14,9 +14,10 @@ for the next one with three ``mallopt`` settings:
 * ``M_TRIM_THRESHOLD`` off: freed memory at the heap's top is kept for the next step
   instead of going back to the kernel at every ``free``.
 
-:func:`release` (``malloc_trim``) gives the kept memory back; :func:`pulse_jax.upsample`
-and :func:`pulse_jax.batch.run_batch` call it when they finish, so a process that is done
-searching does not keep a step's scratch memory.
+:func:`release` (``malloc_trim``) gives the kept memory back;
+:func:`pulse_jax.search.upsample_chunks` (under :func:`pulse_jax.upsample` and every group
+of :func:`pulse_jax.batch.run_batch`) calls it when its search ends, so a process that is
+done searching does not keep a step's scratch memory.
 
 ``import pulse_jax`` calls :func:`configure` once. The thread settings only reach threads
 that have not allocated yet, so it has full effect only when pulse_jax is imported before
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 from typing import Optional
@@ -44,6 +46,7 @@ _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
 _state = {"mode": "system", "before_backend": None, "reason": "not configured"}
 
 
+@functools.lru_cache(maxsize=None)
 def _glibc() -> Optional[ctypes.CDLL]:
     if not sys.platform.startswith("linux"):
         return None

@@ -32,12 +32,17 @@ def pixel_norm(x: jax.Array, eps: float = 1e-8) -> jax.Array:
     return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps)
 
 
+def _moments(x: jax.Array, eps: float) -> tuple[jax.Array, jax.Array]:
+    """(mean, 1 / sqrt(biased variance + eps)) per (sample, channel) over H x W, two passes."""
+    mean = jnp.mean(x, axis=(1, 2), keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), axis=(1, 2), keepdims=True)
+    return mean, jax.lax.rsqrt(var + eps)
+
+
 def instance_norm(x: jax.Array, eps: float) -> jax.Array:
     """Per (sample, channel) over H x W, biased variance, no affine (torch InstanceNorm2d)."""
-    mean = jnp.mean(x, axis=(1, 2), keepdims=True)
-    centered = x - mean
-    var = jnp.mean(jnp.square(centered), axis=(1, 2), keepdims=True)
-    return centered * jax.lax.rsqrt(var + eps)
+    mean, rstd = _moments(x, eps)
+    return (x - mean) * rstd
 
 
 def effective_kernel(kernel: jax.Array, gain: float, up: str = "none") -> jax.Array:
@@ -111,15 +116,6 @@ class EqualizedConv(nn.Module):
         return value
 
 
-def _epilogue_stats(x, noise, strength, eps):
-    """``(lrelu(x + strength * noise), its mean, 1 / its std)`` per (sample, channel), with
-    :func:`instance_norm`'s arithmetic (two passes, biased variance)."""
-    a = lrelu(x + strength * noise)
-    mean = jnp.mean(a, axis=(1, 2), keepdims=True)
-    var = jnp.mean(jnp.square(a - mean), axis=(1, 2), keepdims=True)
-    return a, mean, jax.lax.rsqrt(var + eps)
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
 def epilogue(x: jax.Array, noise: jax.Array, strength: jax.Array, scale: jax.Array,
              shift: jax.Array, eps: float) -> jax.Array:
@@ -134,12 +130,12 @@ def epilogue(x: jax.Array, noise: jax.Array, strength: jax.Array, scale: jax.Arr
     (docs/performance.md, "The layer epilogue's gradient"). Its gradients equal autodiff's
     up to float rounding, not bit for bit.
     """
-    a, mean, rstd = _epilogue_stats(x, noise, strength, eps)
-    return ((a - mean) * rstd) * (scale + 1.0) + shift
+    return _epilogue_fwd(x, noise, strength, scale, shift, eps)[0]
 
 
 def _epilogue_fwd(x, noise, strength, scale, shift, eps):
-    a, mean, rstd = _epilogue_stats(x, noise, strength, eps)
+    a = lrelu(x + strength * noise)
+    mean, rstd = _moments(a, eps)
     return ((a - mean) * rstd) * (scale + 1.0) + shift, (x, noise, strength, scale, mean, rstd)
 
 
