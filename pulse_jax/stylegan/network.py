@@ -18,8 +18,8 @@ from pulse_jax.stylegan.layers import (EqualizedConv, EqualizedDense, LayerEpilo
 
 # Synthesis(epilogue=...): which layers' epilogues get their gradient written out
 # (layers.epilogue). "fused_large" only those at FUSED_EPILOGUE_MIN_RESOLUTION and above,
-# where the activations are large enough for the saved passes over them to count
-# (docs/performance.md, "The layer epilogue's gradient").
+# so that a smaller generator (the shipped one) keeps autodiff's arithmetic and its pinned
+# results (docs/performance.md, "The layer epilogue's gradient").
 EPILOGUES = ("autodiff", "fused", "fused_large")
 FUSED_EPILOGUE_MIN_RESOLUTION = 128
 
